@@ -1,0 +1,279 @@
+"""Training: the course's small MNIST model, the digit classifier that grades it, and the loop both use.
+
+Command line (run from anywhere; paths are taken from the repository root):
+
+    python -m src.train ddpm --steps 6000 --out models/mnist-ddpm          # the bundled model
+    python -m src.train ddpm --steps 6000 --out models/mnist-ddpm --resume # go on after a stop
+    python -m src.train classifier --out models/digit-classifier           # the grader
+
+The same `train_diffusion` function runs in notebook 06 with a few hundred steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from src.functions import PROJECT_ROOT, forward_jump, linear_betas, alphas_cumprod_from_betas, randn_like
+
+NUM_CLASSES = 10
+NULL_LABEL = 10  # the extra "no class" label used for classifier-free guidance
+MNIST_PATH = PROJECT_ROOT / "data" / "mnist_10k.npz"
+HELD_OUT = 1000  # digits kept out of every training run, to test the classifier honestly
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def load_mnist(split="train", path=MNIST_PATH):
+    """MNIST digits as (N, 1, 28, 28) floats in [-1, 1] and (N,) int64 labels.
+
+    The file is sorted by digit, so the split is a fixed shuffle (seed 0): `test` is 1,000 digits
+    that no model of the course was trained on, `train` the other 9,000, `all` every digit.
+    """
+    data = np.load(path)
+    images = torch.from_numpy(data["images"]).float().div(127.5).sub(1).unsqueeze(1)
+    labels = torch.from_numpy(data["labels"].astype(np.int64))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    if split == "all":
+        return images, labels
+    if split not in ("train", "test"):
+        raise ValueError(f"Unknown split {split!r}: use 'train', 'test' or 'all'.")
+    keep = order[:HELD_OUT] if split == "test" else order[HELD_OUT:]
+    return images[keep], labels[keep]
+
+
+# --- models --------------------------------------------------------------------------------------
+
+def make_unet(class_conditional=True, sample_size=28, block_out_channels=(24, 48, 96)):
+    """The course's small UNet: 1 channel, 28x28, three resolutions (28, 14, 7), no attention.
+
+    Sized for a laptop CPU (about 1.4 M parameters). With class_conditional, labels 0-9 are the
+    digits and label 10 is "no class" (the unconditional branch of classifier-free guidance).
+    """
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(
+        sample_size=sample_size, in_channels=1, out_channels=1, layers_per_block=1,
+        block_out_channels=tuple(block_out_channels), norm_num_groups=8,
+        down_block_types=("DownBlock2D",) * len(block_out_channels),
+        up_block_types=("UpBlock2D",) * len(block_out_channels),
+        # FiLM-style conditioning (scale and shift from the time + class embedding): the class
+        # signal reaches every block more strongly than an added bias does
+        resnet_time_scale_shift="scale_shift",
+        num_class_embeds=NUM_CLASSES + 1 if class_conditional else None,
+    )
+
+
+class DigitClassifier(torch.nn.Module):
+    """A small CNN that says which digit a 28x28 image in [-1, 1] shows; it grades the samples."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(), torch.nn.Dropout(0.2), torch.nn.Linear(64, NUM_CLASSES))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def load_classifier(folder="models/digit-classifier"):
+    """The course's digit classifier, in eval mode on the CPU."""
+    from safetensors.torch import load_file
+
+    model = DigitClassifier()
+    model.load_state_dict(load_file(str(PROJECT_ROOT / folder / "model.safetensors")))
+    return model.eval()
+
+
+@torch.inference_mode()
+def classify(classifier, images, batch_size=500):
+    """Predicted digit for each (N, 1, 28, 28) image in [-1, 1]."""
+    return torch.cat([classifier(images[i:i + batch_size].float().cpu()).argmax(1)
+                      for i in range(0, len(images), batch_size)])
+
+
+# --- the training loop ---------------------------------------------------------------------------
+
+def lr_at(step, steps, lr, warmup):
+    """Linear warm-up, then cosine decay to 10 % of lr at the last step."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def ema_update(ema, model, decay):
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+
+
+def diffusion_loss(unet, x0, labels, alphas_cumprod, generator, objective="ddpm", sigma=0.5,
+                   label_dropout=0.1, null_label=NULL_LABEL):
+    """One batch's loss.
+
+    objective "ddpm": L_simple, DDPM Eq. 14: || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2,
+        t uniform; with labels, each is replaced by the null label with probability label_dropout (CFG).
+    objective "denoise": a one-step denoiser, || x_0 - D(x_0 + sigma eps) ||^2 (t fixed at 0).
+    """
+    B = x0.shape[0]
+    noise = randn_like(x0, generator)
+    if labels is not None:
+        drop = torch.rand(B, generator=generator) < label_dropout
+        labels = torch.where(drop.to(labels.device), torch.full_like(labels, null_label), labels)
+    if objective == "denoise":
+        t = torch.zeros(B, dtype=torch.long, device=x0.device)
+        return F.mse_loss(unet(x0 + sigma * noise, t, class_labels=labels).sample, x0)
+    t = torch.randint(0, len(alphas_cumprod), (B,), generator=generator).to(x0.device)
+    x_t = forward_jump(x0, t, alphas_cumprod, noise=noise)
+    return F.mse_loss(unet(x_t, t, class_labels=labels).sample, noise)
+
+
+def train_diffusion(unet, images, labels=None, *, steps, batch_size=64, lr=1.5e-3, warmup=200,
+                    label_dropout=0.1, objective="ddpm", sigma=0.5, ema_decay=0.999, seed=0,
+                    device="cpu", out=None, save_every=250, resume=False, callback=None,
+                    progress=True):
+    """Train `unet` for `steps` AdamW steps; returns (ema_unet, losses).
+
+    out: a folder for the EMA weights (diffusers layout), the loss log `loss.csv` and a
+    `checkpoint.pt` with the optimizer state for --resume. callback(step, ema) runs every
+    save_every steps (notebook 06 draws samples there).
+    """
+    import copy
+
+    unet = unet.to(device).train()
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    alphas_cumprod = alphas_cumprod_from_betas(linear_betas(1000)).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    losses, start, elapsed = [], 0, 0.0
+    out = Path(PROJECT_ROOT / out) if out is not None else None
+    if resume and out is not None and (out / "checkpoint.pt").exists():
+        ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=False)
+        unet.load_state_dict(ckpt["model"]); ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"]); generator.set_state(ckpt["generator"])
+        start, losses, elapsed = ckpt["step"], ckpt["losses"], ckpt.get("elapsed", 0.0)
+    images = images.to(device)
+    labels = labels.to(device) if labels is not None else None
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="training")
+    t0 = time.perf_counter() - elapsed
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup)
+        idx = torch.randint(0, len(images), (batch_size,), generator=generator).to(device)
+        loss = diffusion_loss(unet, images[idx], None if labels is None else labels[idx],
+                              alphas_cumprod, generator, objective, sigma, label_dropout)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        # EMA warm-up: average over ~step steps early on, over ~1/(1-ema_decay) steps later
+        ema_update(ema, unet, min(ema_decay, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        done = step + 1
+        if done % save_every == 0 or done == steps:
+            if out is not None:
+                _save_run(out, unet, ema, opt, generator, done, losses, time.perf_counter() - t0)
+            if callback is not None:
+                callback(done, ema)
+    return ema, losses
+
+
+def _save_run(out, unet, ema, opt, generator, step, losses, elapsed):
+    """EMA weights in diffusers layout (what ships), the loss log, and a resumable checkpoint."""
+    from diffusers import DDPMScheduler
+
+    out.mkdir(parents=True, exist_ok=True)
+    ema.save_pretrained(out)
+    # the training schedule; clip_sample=False because clipping x0-hat breaks guided sampling
+    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                  clip_sample=False).save_pretrained(out)
+    with open(out / "loss.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss"])
+        w.writerows((i + 1, f"{l:.5f}") for i, l in enumerate(losses))
+    (out / "training.json").write_text(json.dumps({"steps": step, "seconds": round(elapsed, 1)}, indent=1))
+    tmp = out / "checkpoint.pt.tmp"
+    torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "generator": generator.get_state(), "step": step, "losses": losses, "elapsed": elapsed}, tmp)
+    tmp.replace(out / "checkpoint.pt")
+
+
+def train_classifier(out="models/digit-classifier", epochs=8, batch_size=128, lr=2e-3, seed=0, progress=True):
+    """Train the digit classifier on the train split; returns its accuracy on the 1,000 held-out digits."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    images, labels = load_mnist("train")
+    model = DigitClassifier()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    steps = epochs * (len(images) // batch_size)
+    for step in tqdm(range(steps), disable=not progress, desc="classifier"):
+        idx = torch.randint(0, len(images), (batch_size,), generator=g)
+        x = images[idx]
+        # small random shifts so it judges shapes, not pixel positions
+        dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, 50)
+        loss = F.cross_entropy(model(x), labels[idx])
+        opt.zero_grad(); loss.backward(); opt.step()
+    model.eval()
+    test_x, test_y = load_mnist("test")
+    accuracy = (classify(model, test_x) == test_y).float().mean().item()
+    folder = PROJECT_ROOT / out
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(model.state_dict(), str(folder / "model.safetensors"))
+    (folder / "accuracy.json").write_text(json.dumps({"held_out_accuracy": accuracy, "held_out": HELD_OUT,
+                                                      "train_digits": len(images), "epochs": epochs}, indent=1))
+    return accuracy
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m src.train", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("ddpm", help="train the class-conditional MNIST DDPM")
+    d.add_argument("--steps", type=int, default=6000)
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--lr", type=float, default=1.5e-3)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", default="models/mnist-ddpm")
+    d.add_argument("--save-every", type=int, default=250)
+    d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    d.add_argument("--device", default="auto", help="auto (cuda if there is one), cpu or cuda")
+    d.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    c = sub.add_parser("classifier", help="train the digit classifier that grades samples")
+    c.add_argument("--out", default="models/digit-classifier")
+    c.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args(argv)
+    if args.what == "classifier":
+        print(f"held-out accuracy: {train_classifier(args.out, args.epochs):.4f}")
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    torch.manual_seed(args.seed)
+    images, labels = load_mnist("train")
+    t0 = time.perf_counter()
+    train_diffusion(make_unet(), images, labels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                    seed=args.seed, device=device, out=args.out, save_every=args.save_every, resume=args.resume)
+    print(f"done: {args.steps} steps in {time.perf_counter() - t0:.0f} s this run; weights in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
