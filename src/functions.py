@@ -585,13 +585,18 @@ def show_images(images, titles=None, ncols=None, suptitle=None, size=2.0, row_la
     return fig
 
 
+def output_dir():
+    """Where saved figures go: output/ at the repository root, or $COURSE_OUTPUT (the tests use a temporary one)."""
+    return Path(os.environ["COURSE_OUTPUT"]) if os.environ.get("COURSE_OUTPUT") else PROJECT_ROOT / "output"
+
+
 def save_output(data, name, folder=None):
     """Write bytes to output/<name> without ever overwriting; returns the path written.
 
     An existing name gets a numeric suffix (grid.png, grid_1.png, ...). The file is written under a
     temporary name and renamed, so an interrupted save never leaves a half-written file behind.
     """
-    folder = Path(folder) if folder is not None else PROJECT_ROOT / "output"
+    folder = Path(folder) if folder is not None else output_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stem, suffix = os.path.splitext(name)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=suffix)
@@ -641,3 +646,117 @@ def gif_bytes(frames, duration=500, scale=1):
 def save_gif(frames, name, duration=500, scale=1, folder=None):
     """Save an animated GIF of `frames` to output/<name> (never overwriting); returns the path."""
     return save_output(gif_bytes(frames, duration, scale), name, folder)
+
+
+def animation_html(frames, titles=None, interval=500, size=3.0):
+    """An in-notebook player (play/pause/scrub) for a list of (C, H, W) images; returns IPython HTML.
+
+    Uses matplotlib's to_jshtml (no ffmpeg needed). GitHub does not run it: pair it with save_gif.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+    from IPython.display import HTML
+
+    fig, ax = plt.subplots(figsize=(size, size))
+    _imshow(ax, frames[0], titles[0] if titles else None)
+    artist = ax.images[0]
+
+    def update(i):
+        arr = to_uint8(frames[i])
+        artist.set_data(arr[..., 0] if arr.shape[-1] == 1 else arr)
+        if titles:
+            ax.set_title(titles[i], fontsize=10)
+        return [artist]
+
+    anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval)
+    html = HTML(anim.to_jshtml(default_mode="loop"))
+    plt.close(fig)
+    return html
+
+
+def show_image_table(rows, row_labels=None, col_labels=None, title=None, xlabel=None, ylabel=None, size=1.2,
+                     padding=2):
+    """A figure of images in a table, with labelled rows and columns (one imshow, so 100+ cells stay fast).
+
+    rows: a list of rows, each a list (or tensor) of (C, H, W) images in [-1, 1]; a None cell is left white.
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [list(r) for r in rows]
+    first = next(img for r in rows for img in r if img is not None)
+    C, H, W = first.shape
+    R, K = len(rows), max(len(r) for r in rows)
+    canvas = np.full((R * (H + padding) + padding, K * (W + padding) + padding, C), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for k, img in enumerate(row):
+            if img is not None:
+                y, x = padding + r * (H + padding), padding + k * (W + padding)
+                canvas[y:y + H, x:x + W] = to_uint8(img)
+    fig, ax = plt.subplots(figsize=(size * K + (0.8 if row_labels or ylabel else 0.2), size * R + 0.8))
+    ax.imshow(canvas[..., 0] if C == 1 else canvas, cmap="gray", vmin=0, vmax=255,
+              interpolation="nearest" if H <= 64 else "antialiased")
+    ax.set_xticks([padding + k * (W + padding) + W / 2 for k in range(K)], col_labels or [])
+    ax.set_yticks([padding + r * (H + padding) + H / 2 for r in range(R)], row_labels or [])
+    ax.tick_params(length=0, labelsize=9)
+    ax.spines[:].set_visible(False)
+    ax.set_xlabel(xlabel or "")
+    ax.set_ylabel(ylabel or "")
+    if title:
+        ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_schedules(betas_by_name, dashed=()):
+    """beta_t, abar_t and log SNR_t against t for several schedules: {name: (T,) betas} -> figure.
+
+    Names in `dashed` are drawn dashed and on top (e.g. the loaded model's own schedule).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = [("betas", r"$\beta_t$", "noise added per step"),
+              ("alphas_cumprod", r"$\bar\alpha_t$", "signal kept"),
+              ("snr", r"$\log \mathrm{SNR}_t = \log \frac{\bar\alpha_t}{1-\bar\alpha_t}$", "signal-to-noise ratio")]
+    for name, betas in betas_by_name.items():
+        table = schedule_table(betas)
+        style = dict(ls="--", lw=2.2, zorder=3) if name in dashed else dict(lw=1.5)
+        for ax, (key, _, _) in zip(axes, panels):
+            y = table[key].log() if key == "snr" else table[key]
+            ax.plot(np.arange(len(betas)), y.numpy(), label=name, **style)
+    for ax, (_, symbol, what) in zip(axes, panels):
+        ax.set_title(f"{symbol}: {what}", fontsize=11)
+        ax.set_xlabel("timestep $t$")
+        ax.set_ylabel(symbol)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histograms(samples, labels, titles, normals=None, xlabel="value", suptitle=None, bins=60):
+    """One panel per entry: overlaid density histograms of 1-D samples, and optionally a normal density.
+
+    samples[i] is a list of 1-D tensors (one per label); normals[i] = (mean, std) draws N(mean, std^2).
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.3 * len(samples), 3.0), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        for values, label in zip(samples[i], labels):
+            ax.hist(values.flatten().numpy(), bins=bins, density=True, histtype="step", lw=1.6, label=label)
+        if normals is not None:
+            mean, std = (float(v) for v in normals[i])
+            xs = np.linspace(mean - 4 * std, mean + 4 * std, 200)
+            ax.plot(xs, np.exp(-0.5 * ((xs - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi)), "k:", lw=1.5,
+                    label="theory")
+        ax.set_title(titles[i], fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("density")
+    axes[0, 0].legend(fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=12)
+    fig.tight_layout()
+    return fig

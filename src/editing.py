@@ -1,0 +1,299 @@
+"""Guidance and editing with a trained diffusion model: the logic behind notebook 05.
+
+Every experiment is one batched call of the course's one sampler, F.sample; what changes is the
+noise prediction it uses (its `epsilon_fn` hook) or what happens after each step (its `after_step`
+hook). Papers:
+  CFG        - Ho, Salimans 2022, "Classifier-Free Diffusion Guidance"
+  SDEdit     - Meng et al. 2022, "SDEdit: Guided Image Synthesis and Editing with Stochastic
+               Differential Equations"
+  RePaint    - Lugmayr et al. 2022, "RePaint: Inpainting using Denoising Diffusion Probabilistic Models"
+  Anagrams   - Geng, Park, Owens 2024, "Visual Anagrams: Generating Multi-View Optical Illusions
+               with Diffusion Models"
+  Factorized - Geng, Park, Owens 2024, "Factorized Diffusion: Perceptual Illusions by Noise Decomposition"
+
+Like src/functions.py, every function is pure: tensors, numbers and an explicit generator in,
+tensors out. Images are (B, C, H, W) in [-1, 1]; masks are (B or 1, 1, H, W) with 1 = "generate here".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from src import functions as F
+
+
+# --- 1. Classifier-free guidance: a sweep of w on the same noise ---------------------------------
+
+def guidance_epsilon_fn(unet, class_labels, guidance_scales):
+    """An epsilon_fn for F.sample with its own guidance scale w per row (CFG Eq. 6, our w = their w + 1).
+
+        eps-hat = eps_theta(x_t, null) + w (eps_theta(x_t, c) - eps_theta(x_t, null))
+
+    class_labels: (B,) digits; guidance_scales: (B,) w. Rows with w = 1 need only eps_theta(x_t, c)
+    and rows with w = 0 only eps_theta(x_t, null): the rest need both, all in one UNet call.
+    """
+    null_label = F.null_label_of(unet)
+
+    def epsilon_fn(x_t, t, rows):
+        rows = rows.cpu()
+        w = torch.as_tensor(guidance_scales, dtype=x_t.dtype)[rows].to(x_t.device).view(-1, 1, 1, 1)
+        labels = torch.as_tensor(class_labels).long()[rows].to(x_t.device)
+        need_cond, need_uncond = (w != 0).flatten(), (w != 1).flatten()
+        n_cond = int(need_cond.sum())
+        xs = torch.cat([x_t[need_cond], x_t[need_uncond]])
+        labs = torch.cat([labels[need_cond], torch.full_like(labels[need_uncond], null_label)])
+        out = unet(xs, torch.full((len(xs),), int(t), device=x_t.device), class_labels=labs).sample
+        eps_cond, eps_uncond = torch.zeros_like(x_t), torch.zeros_like(x_t)
+        eps_cond[need_cond], eps_uncond[need_uncond] = out[:n_cond], out[n_cond:]
+        guided = eps_uncond + w * (eps_cond - eps_uncond)
+        return torch.where(w == 1, eps_cond, torch.where(w == 0, eps_uncond, guided))
+
+    return epsilon_fn
+
+
+def clipped_epsilon_fn(epsilon_fn, alphas_cumprod):
+    """Wrap an epsilon_fn so eps-hat agrees with the clipped x0-hat (diffusers' use_clipped_model_output).
+
+    x0-hat = clip(DDPM Eq. 15), then eps-hat = (x_t - sqrt(abar_t) x0-hat) / sqrt(1 - abar_t) (Eq. 4
+    solved for eps): both terms of the DDIM update (DDIM Eq. 12) then describe the same x_0.
+    """
+    def wrapped(x_t, t, rows):
+        alpha_prod_t = alphas_cumprod[t].to(x_t)
+        pred_original_sample = F.predict_x0(x_t, epsilon_fn(x_t, t, rows), alpha_prod_t).clamp(-1, 1)
+        return F.predict_epsilon(x_t, pred_original_sample, alpha_prod_t)
+
+    return wrapped
+
+
+def guidance_sweep(unet, noise, alphas_cumprod, class_labels, guidance_scales, num_inference_steps=50,
+                   clip_sample=False, use_clipped_model_output=False, progress=True):
+    """The same noises sampled at every guidance scale w, in one batch (CFG).
+
+    Args:
+        noise: (B, C, H, W) starting noises x_T, reused for every w.
+        class_labels: (B,) digits (or one int for all).
+        guidance_scales: W values of w.
+        clip_sample: clip x0-hat to [-1, 1] inside the DDIM step (eps-hat is NOT recomputed).
+        use_clipped_model_output: also recompute eps-hat from the clipped x0-hat (clipped_epsilon_fn).
+    Returns (W, B, C, H, W) samples: row k used guidance_scales[k].
+    """
+    W, B = len(guidance_scales), noise.shape[0]
+    labels = torch.as_tensor(class_labels).long().reshape(-1).expand(B).repeat(W)
+    scales = torch.as_tensor(guidance_scales, dtype=torch.float32).repeat_interleave(B)
+    epsilon_fn = guidance_epsilon_fn(unet, labels, scales)
+    if use_clipped_model_output:
+        epsilon_fn = clipped_epsilon_fn(epsilon_fn, alphas_cumprod)
+    x = F.sample(unet, noise.repeat(W, 1, 1, 1), alphas_cumprod, num_inference_steps, clip_sample=clip_sample,
+                 epsilon_fn=epsilon_fn, progress=progress)
+    return x.reshape(W, B, *noise.shape[1:])
+
+
+def mean_pairwise_distance(x):
+    """Mean ||x_i - x_j||_2 over all pairs i != j of a (N, C, H, W) batch: a simple diversity score."""
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("The mean pairwise distance needs at least two images.")
+    flat = x.flatten(1).double()
+    distances = (flat[:, None] - flat[None]).norm(dim=-1)  # (N, N), zero on the diagonal
+    return float(distances.sum() / (n * (n - 1)))
+
+
+def score_samples(classifier, samples, class_labels):
+    """Accuracy and diversity of (W, B, 1, 28, 28) samples that asked for (B,) class_labels.
+
+    accuracy[k]: share of row k that the digit classifier reads as the requested digit.
+    diversity[k]: mean pairwise distance among samples of the same digit, averaged over digits
+    (distances between different digits would measure the labels, not the sampler).
+    Returns two (W,) tensors.
+    """
+    from src.train import classify
+
+    labels = torch.as_tensor(class_labels).long().reshape(-1).expand(samples.shape[1]).cpu()
+    accuracy = torch.stack([(classify(classifier, s) == labels).float().mean() for s in samples])
+    digits = [d for d in labels.unique() if (labels == d).sum() >= 2]
+    diversity = torch.tensor([sum(mean_pairwise_distance(s[labels == d]) for d in digits) / max(1, len(digits))
+                              for s in samples.cpu()])
+    return accuracy, diversity
+
+
+# --- 2. SDEdit: noise an image part of the way, then denoise it back -----------------------------
+
+def sdedit(unet, images, start_indices, alphas_cumprod, num_inference_steps=50, class_labels=None,
+           guidance_scale=1.0, generator=None, progress=True):
+    """SDEdit (Meng et al. 2022) at several starts in one batch.
+
+    Each image x_0 is noised to x_t, t = tau[start_index] (DDPM Eq. 4), then denoised from there
+    with DDIM: a small start index means much noise (the result is nearly a new sample), a large
+    one little (the result stays close to the input).
+    Args:
+        images: (N, C, H, W) inputs in [-1, 1]; start_indices: K indices into the S timesteps.
+        class_labels: None (unconditional) or (N,) labels; guidance_scale: w.
+    Returns (edited, noisy): two (N, K, C, H, W) tensors, the results and the x_t they started from.
+    """
+    N, K = images.shape[0], len(start_indices)
+    x0 = images.repeat_interleave(K, dim=0)
+    starts = torch.as_tensor(start_indices).long().repeat(N)
+    t = F.ddim_timesteps(num_inference_steps, len(alphas_cumprod))[starts]
+    x_t = F.forward_jump(x0, t, alphas_cumprod, generator=generator)
+    labels = None
+    if class_labels is not None:
+        labels = torch.as_tensor(class_labels).long().reshape(-1).expand(N).repeat_interleave(K)
+    edited = F.sample(unet, x_t, alphas_cumprod, num_inference_steps, start_index=starts, class_labels=labels,
+                      guidance_scale=guidance_scale, generator=generator, progress=progress)
+    shape = (N, K, *images.shape[1:])
+    return edited.reshape(shape), x_t.reshape(shape)
+
+
+# --- 3. Inpainting (RePaint) --------------------------------------------------------------------
+
+def renoise(x_prev, alpha_prod_prev, alpha_prod_t, generator=None):
+    """Forward jump x_{t'} -> x_t for t > t' (DDPM Eq. 4 between two noise levels; RePaint's "jump back").
+
+    q(x_t | x_{t'}) = N(sqrt(abar_t / abar_t') x_{t'}, (1 - abar_t / abar_t') I).
+    """
+    ratio = alpha_prod_t / alpha_prod_prev
+    return ratio**0.5 * x_prev + (1 - ratio) ** 0.5 * F.randn_like(x_prev, generator)
+
+
+def repaint_after_step(x0, mask, alphas_cumprod, num_inference_steps, epsilon=None, resample=1,
+                       jump_length=1, generator=None):
+    """An after_step hook for F.sample that inpaints (RePaint, Lugmayr et al. 2022).
+
+    After every step x_{t'} = mask * x_{t'} + (1 - mask) * q(x_{t'} | x_0): the known part is the
+    original, noised to the current level. With resample > 1, every jump_length steps the sample is
+    noised back up jump_length steps (renoise) and denoised again, resample - 1 extra times, so the
+    generated part has time to agree with the pasted one (RePaint Sec. 4.2). epsilon(x_t, t) -> eps-hat
+    is only needed for resampling. At the end (t' < 0) the known part is exactly x0.
+    """
+    step_ratio = len(alphas_cumprod) // num_inference_steps
+    abar = lambda t: alphas_cumprod[t] if t >= 0 else torch.tensor(1.0)  # noqa: E731 - abar_{-1} = 1
+
+    def paste(x, t_prev):
+        known = x0 if t_prev < 0 else F.forward_jump(x0, t_prev, alphas_cumprod, generator=generator)
+        return mask * x + (1 - mask) * known.to(x)
+
+    def after_step(i, t_prev, x):
+        x = paste(x, t_prev)
+        if resample <= 1 or (i + 1) % jump_length or t_prev < 0:
+            return x
+        t_top = t_prev + jump_length * step_ratio
+        for _ in range(resample - 1):
+            x = renoise(x, abar(t_prev).to(x), abar(t_top).to(x), generator)
+            for t in range(t_top, t_prev, -step_ratio):  # redo the last jump_length DDIM steps
+                x, _ = F.ddim_step(x, epsilon(x, t), abar(t).to(x), abar(t - step_ratio).to(x))
+                x = paste(x, t - step_ratio)
+        return x
+
+    return after_step
+
+
+def inpaint(unet, x0, mask, alphas_cumprod, noise, num_inference_steps=50, class_labels=None,
+            guidance_scale=1.0, resample=1, jump_length=1, generator=None, progress=True):
+    """Fill the masked part of x0 (RePaint-style), every image in one batch.
+
+    Args:
+        x0: (B, C, H, W) originals; mask: (B or 1, 1, H, W), 1 where new content is generated.
+        noise: (B, C, H, W) starting noise x_T (a different noise gives a different fill).
+        class_labels, guidance_scale: as in F.sample (None: unconditional).
+        resample, jump_length: RePaint's resampling (1 = off); the cost grows about resample times.
+    Returns (B, C, H, W) results, equal to x0 wherever mask == 0.
+    """
+    labels = None if class_labels is None else torch.as_tensor(class_labels).long().reshape(-1).expand(len(x0))
+    param = next(unet.parameters())
+
+    def epsilon(x_t, t):
+        lab = None if labels is None else labels.to(param.device)
+        return F.guided_epsilon(unet, x_t, t, lab, guidance_scale)
+
+    hook = repaint_after_step(x0.to(param), mask.to(param), alphas_cumprod, num_inference_steps, epsilon,
+                              resample, jump_length, generator)
+    return F.sample(unet, noise, alphas_cumprod, num_inference_steps, class_labels=labels,
+                    guidance_scale=guidance_scale, after_step=hook, generator=generator, progress=progress)
+
+
+def box_mask(size, left, top, right, bottom):
+    """A (1, 1, size, size) mask that is 1 inside the box [top:bottom, left:right] (fractions of the side)."""
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., round(top * size):round(bottom * size), round(left * size):round(right * size)] = 1.0
+    return mask
+
+
+# --- 4. Visual anagrams: one image, two readings -------------------------------------------------
+
+def rot180(x):
+    """Turn images upside down (rotate by 180 degrees); it is its own inverse."""
+    return torch.flip(x, dims=(-2, -1))
+
+
+def _labels_for_rows(class_labels, n, rows):
+    """n labels (one per view or part), or an (n, B) tensor, -> the (n, len(rows)) labels of these rows."""
+    labels = torch.as_tensor(class_labels).long().reshape(n, -1)
+    return labels[:, rows.cpu()] if labels.shape[1] > 1 else labels.expand(n, len(rows))
+
+
+def anagram_epsilon_fn(unet, class_labels, views=(lambda x: x, rot180), guidance_scale=1.0):
+    """An epsilon_fn for visual anagrams (Geng, Park, Owens 2024, Eq. 2 with averaging).
+
+        eps-hat(x_t) = 1/V sum_v view_v^-1( eps_theta(view_v(x_t), c_v) )
+
+    Each view sees the image its own way and asks for its own class; the average noise estimate
+    makes one image that denoises towards every reading. views must be orthogonal pixel
+    permutations that are their own inverse (identity, rot180, flips), so eps-hat stays N(0, I)-like.
+    class_labels: V labels, or a (V, B) tensor with one label per view and row. All views and the
+    guidance branches go through the UNet in one call.
+    """
+    def epsilon_fn(x_t, t, rows):
+        V = len(views)
+        labels = _labels_for_rows(class_labels, V, rows).to(x_t.device)
+        xs = torch.cat([view(x_t) for view in views])
+        eps = F.guided_epsilon(unet, xs, t, labels.reshape(-1), guidance_scale).chunk(V)
+        return sum(view(e) for view, e in zip(views, eps)) / V
+
+    return epsilon_fn
+
+
+# --- 5. Hybrid images: coarse shape from one class, fine detail from another ---------------------
+
+def hybrid_epsilon_fn(unet, class_labels, sigma, guidance_scale=1.0):
+    """An epsilon_fn for hybrid images (factorized diffusion, Geng et al. 2024).
+
+        eps-hat = lowpass(eps_theta(x_t, a)) + highpass(eps_theta(x_t, b)),
+
+    lowpass = Gaussian blur with sigma pixels (F.gaussian_blur), highpass = identity - lowpass.
+    Seen small or from afar the image reads as a, up close as b. class_labels: (a, b), or a (2, B)
+    tensor per row. Both classes (and guidance branches) are predicted in one UNet call.
+    """
+    def epsilon_fn(x_t, t, rows):
+        labels = _labels_for_rows(class_labels, 2, rows).to(x_t.device)
+        eps_a, eps_b = F.guided_epsilon(unet, torch.cat([x_t, x_t]), t, labels.reshape(-1), guidance_scale).chunk(2)
+        low, _ = F.split_frequencies(eps_a, sigma)
+        _, high = F.split_frequencies(eps_b, sigma)
+        return low + high
+
+    return epsilon_fn
+
+
+# --- 6. Inputs: a crude hand-drawn digit ---------------------------------------------------------
+
+def draw_digit(strokes, size=28, width=0.1, channels=1, supersample=4):
+    """Draw polylines with Pillow, MNIST-style (white strokes on black) -> (1, C, size, size) in [-1, 1].
+
+    strokes: a list of strokes, each a list of (x, y) points in [0, 1] (0, 0 is the top left).
+    width: pen width as a fraction of the side. Drawn `supersample` times larger, then shrunk,
+    so the edges are soft like a scanned digit.
+    """
+    from PIL import Image, ImageDraw
+
+    big = size * supersample
+    image = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(image)
+    pen = max(1, round(width * big))
+    for stroke in strokes:
+        points = [(x * big, y * big) for x, y in stroke]
+        draw.line(points, fill=255, width=pen, joint="curve")
+        for x, y in (points[0], points[-1]):  # round ends
+            draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=255)
+    image = image.resize((size, size), Image.Resampling.LANCZOS)
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1)
+    return x.reshape(1, 1, size, size).repeat(1, channels, 1, 1)
