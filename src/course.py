@@ -190,8 +190,8 @@ def _bad_value(key, value, allowed, name):
     if isinstance(value, str) and getattr(check, "choices", None):
         close = difflib.get_close_matches(value.strip().lower(), check.choices, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-    if isinstance(value, str) and key in ("seed", "eta", "num_inference_steps", "guidance_scale", "num_samples"):
-        hint = " (it is text in quotes; write the number without quotes)" if _is_number(value) else hint
+    if isinstance(value, str) and _is_number(value):
+        hint = " (it is text in quotes: write the number without quotes)"
     return f"`{key}` in {name} is {_show(value)}, but it must be {allowed}{hint}."
 
 

@@ -464,21 +464,31 @@ def image_to_tensor(image, size, channels):
     """
     from PIL import Image, ImageOps
 
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels}: images can be converted to 1 (greyscale) or 3 (RGB) channels only.")
     notes = []
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append(f"first of its {image.n_frames} frames used")
     upright = ImageOps.exif_transpose(image)
     if upright is not image and upright.size != image.size or image.getexif().get(0x0112, 1) != 1:
         notes.append("turned upright from its EXIF orientation")
     image = upright
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
-        arr = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        image = Image.fromarray((arr / peak * 255).round().astype(np.uint8))
-        notes.append("16-bit values scaled to 8 bits")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit or float greyscale: scale to 8 bits
+        arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        top = arr.max(initial=0)
+        peak = 1.0 if image.mode == "F" and top <= 1 else 65535.0 if top > 255 else 255.0
+        image = Image.fromarray((arr / peak * 255).clip(0, 255).round().astype(np.uint8))
+        notes.append(f"{'floating-point' if image.mode == 'F' else '16-bit'} values scaled to 8 bits")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255) if channels == 3 else (0, 0, 0, 255))
+        # the background that contrasts with what is drawn, so dark ink on a transparent sheet stays visible
+        rgba_arr = np.asarray(rgba, dtype=np.float64)
+        alpha = rgba_arr[..., 3]
+        drawn = (rgba_arr[..., :3].mean(-1) * alpha).sum() / max(alpha.sum(), 1e-9)
+        white = drawn < 128 if alpha.sum() > 0 else channels == 3
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255) if white else (0, 0, 0, 255))
         image = Image.alpha_composite(background, rgba)
-        notes.append("transparency flattened onto " + ("white" if channels == 3 else "black"))
+        notes.append("transparency flattened onto " + ("white" if white else "black"))
     target = "RGB" if channels == 3 else "L"
     if image.mode != target:
         notes.append(f"converted from {image.mode} to {'RGB' if channels == 3 else 'greyscale'}")
@@ -509,9 +519,10 @@ def load_image(path, size, channels):
         with Image.open(path) as image:
             image.load()
             return image_to_tensor(image, size, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"{path.name} is not an image Pillow can read ({type(e).__name__}): "
-                         f"use a PNG, JPEG, GIF, BMP or TIFF file.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+        why = str(e).splitlines()[0][:120] if isinstance(e, OSError) and not isinstance(e, UnidentifiedImageError) else ""
+        raise ValueError(f"{path.name} is not an image Pillow can read ({type(e).__name__}{': ' + why if why else ''}): "
+                         f"use a PNG, JPEG, GIF, BMP, WebP or TIFF file.") from None
 
 
 def to_uint8(x):
@@ -596,11 +607,16 @@ def save_output(data, name, folder=None):
     An existing name gets a numeric suffix (grid.png, grid_1.png, ...). The file is written under a
     temporary name and renamed, so an interrupted save never leaves a half-written file behind.
     """
+    if not name or name != Path(name).name or name in (".", "..") or "\\" in name:
+        raise ValueError(f"{name!r} is not a plain file name such as grid.png: outputs are saved in output/ itself.")
     folder = Path(folder) if folder is not None else output_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stem, suffix = os.path.splitext(name)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=suffix)
     try:
+        umask = os.umask(0o22)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make figures private to their author
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         n = 0
@@ -611,16 +627,35 @@ def save_output(data, name, folder=None):
                 return path
             except FileExistsError:
                 n += 1
+            except OSError:  # no hard links on this file system (FAT, some mounts): claim the name, then rename
+                try:
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    n += 1
+                    continue
+                try:
+                    os.replace(tmp, path)  # atomic: the claimed empty file becomes the whole file at once
+                except BaseException:
+                    path.unlink(missing_ok=True)
+                    raise
+                return path
     finally:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
 
 
 def figure_bytes(fig, fmt="png", dpi=100):
     """A matplotlib figure rendered to PNG bytes (with no date in the metadata, so reruns match)."""
     import io
 
+    import matplotlib
+
+    fmt = {"jpeg": "jpg", "tif": "tiff"}.get(fmt.lower().lstrip("."), fmt.lower().lstrip("."))
+    # what each writer stamps (version, date) is blanked; jpg/tiff/webp take no metadata argument
+    metadata = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+                "svg": {"Creator": None, "Date": None}}.get(fmt)
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    with matplotlib.rc_context({"svg.hashsalt": "course"}):  # svg ids are random otherwise
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", **({"metadata": metadata} if metadata else {}))
     return buf.getvalue()
 
 
@@ -635,6 +670,8 @@ def gif_bytes(frames, duration=500, scale=1):
 
     from PIL import Image
 
+    if len(frames) == 0:
+        raise ValueError("gif_bytes needs at least one frame.")
     pil = [to_pil(f) for f in frames]
     if scale != 1:
         pil = [p.resize((p.width * scale, p.height * scale), Image.Resampling.NEAREST) for p in pil]
@@ -730,6 +767,7 @@ def plot_schedules(betas_by_name, dashed=()):
         ax.set_xlabel("timestep $t$")
         ax.set_ylabel(symbol)
         ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")  # the cosine schedule's last betas reach 0.999, the others stay below 0.02
     axes[0].legend(fontsize=9)
     fig.tight_layout()
     return fig
@@ -755,8 +793,23 @@ def plot_histograms(samples, labels, titles, normals=None, xlabel="value", supti
         ax.set_title(titles[i], fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("density")
-    axes[0, 0].legend(fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
+
+
+def trajectory_frames(trajectory, count=4, padding=2):
+    """Animation frames from F.sample's trajectory: one grid per step, rows x_t, eps-hat, x0-hat.
+
+    Frame i shows the first `count` samples at timesteps[i] (the x_t about to be denoised, the UNet's
+    eps-hat and the x0-hat of Eq. 15); a last frame shows the result in the x_t row.
+    Returns (frames, timesteps): a list of (C, H', W') images and the timestep of each frame (-1: the end).
+    """
+    x_t, eps, x0_hat = (trajectory[k][:, :count] for k in ("x_t", "pred_epsilon", "pred_original_sample"))
+    steps = len(trajectory["timesteps"])
+    frames = [make_grid(torch.cat([x_t[min(i, steps)], eps[min(i, steps - 1)], x0_hat[min(i, steps - 1)]]),
+                        nrow=x_t.shape[1], padding=padding) for i in range(steps + 1)]
+    return frames, trajectory["timesteps"].tolist() + [-1]

@@ -1,0 +1,367 @@
+"""The experiments of notebooks 03 (similar noise) and 04 (noise levels), built on src.functions.
+
+  03  Two similar starting noises n_1, n_2 (x_T): how far apart are the images x_0(n_1), x_0(n_2)?
+      input distance ||n_1 - n_2||  vs  output distance ||x_0(n_1) - x_0(n_2)||   (Euclidean, per sample)
+  04  Noise a real image x_0 to x_t (DDPM Eq. 4) and denoise it back with DDIM to x_0': what changes at
+      which noise level? (P2 weighting, Choi et al. 2022.)
+
+Every function here is pure: tensors, numbers and an explicit CPU torch.Generator in; dicts of CPU tensors
+out. The plot_* helpers at the end only draw. Work is batched: one F.sample call denoises every image of a
+sweep, rows that start at different noise levels included (F.sample's per-sample start_index).
+
+Shapes: N seeds (or images), K values of the knob a sweep turns, R repeats, (C, H, W) one image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from src import functions as F
+
+SWEEP_KEYS = ("variants", "images", "input_distance", "output_distance")  # the keys indexed by K
+
+
+# --- 1. Similar noises -----------------------------------------------------------------------------
+
+def clone_generator(generator):
+    """A new CPU generator in the same state: it draws exactly the numbers `generator` would draw next."""
+    clone = torch.Generator()
+    clone.set_state(generator.get_state())
+    return clone
+
+
+def mix_per_sample(noise, s, other):
+    """sqrt(1 - s^2) n + s z with one s per sample (F.mix_noise's formula). noise, other: (B,C,H,W); s: (B,)."""
+    s = torch.as_tensor(s, dtype=noise.dtype).reshape(-1, *([1] * (noise.dim() - 1)))
+    return (1 - s**2).sqrt() * noise + s * other
+
+
+def mix_factor_for_distance(noise, other, target, iterations=40):
+    """The s in [0, 1] per sample that puts mix_per_sample(n, s, z) at distance `target` from n (bisection).
+
+    noise, other: (B,C,H,W); target: (B,). The distance grows with s, from 0 (s = 0) to ||n - z|| (s = 1),
+    so bisection finds it; a target beyond ||n - z|| gives s = 1.
+    """
+    lo, hi = torch.zeros(len(noise)), torch.ones(len(noise))
+    for _ in range(iterations):  # 40 halvings: s to ~1e-12, far below what changes an image
+        mid = (lo + hi) / 2
+        too_far = F.euclidean_distance(noise, mix_per_sample(noise, mid, other)) > target
+        lo, hi = torch.where(too_far, lo, mid), torch.where(too_far, mid, hi)
+    return (lo + hi) / 2
+
+
+def patch_positions(size, patch_size, grid):
+    """grid x grid top-left corners (x, y), row by row, spread evenly from 0 to size - patch_size."""
+    if patch_size > size:
+        raise ValueError(f"A {patch_size}x{patch_size} patch does not fit in a {size}x{size} image.")
+    steps = torch.linspace(0, size - patch_size, grid).round().long().tolist()
+    return [(x, y) for y in steps for x in steps]
+
+
+# --- 2. Denoising many variants of the same noises ----------------------------------------------------
+
+def denoise_variants(unet, alphas_cumprod, noise, variants, num_inference_steps=50, eta=0.0, class_labels=None,
+                     generator=None, progress=True):
+    """x_0 for base noises n_1 (N,C,H,W) and their variants n_2 (K,N,C,H,W) -> ((N,C,H,W), (K,N,C,H,W)).
+
+    eta = 0: one F.sample call of N (K + 1) rows. eta > 0: the sampler also adds fresh noise z_t at every
+    step (DDIM Eq. 12). To see what x_T alone does, each variant must meet the same z_t as its base, as
+    when a sampler is rerun with the same seed. Row i of a batch draws the same numbers when the generator
+    starts in the same state and the batch has the same shape: so K + 1 calls of N rows, one start state.
+    class_labels: None (unconditional) or one label for every row.
+    """
+    K, N = variants.shape[:2]
+    kwargs = dict(num_inference_steps=num_inference_steps, eta=eta, class_labels=class_labels, progress=progress)
+    if eta == 0:
+        images = F.sample(unet, torch.cat([noise, variants.flatten(0, 1)]), alphas_cumprod, **kwargs).cpu()
+        return images[:N], images[N:].unflatten(0, (K, N))
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    images = []
+    for x in [noise, *variants]:
+        g = clone_generator(generator)  # every call starts from the same state: identical z_t per row
+        images.append(F.sample(unet, x, alphas_cumprod, generator=g, **kwargs).cpu())
+    generator.set_state(g.get_state())  # consumed, like any generator: later draws are new numbers
+    return images[0], torch.stack(images[1:])
+
+
+def unrelated_distance(groups):
+    """Mean distance between members of different groups: (N, M, C, H, W) -> scalar (nan for N < 2).
+
+    In a sweep, everything made from seed i is independent of everything made from seed j, so these
+    pairs measure "two unrelated noises" or "two unrelated images": the scale of the plots.
+    """
+    N, M = groups.shape[:2]
+    d = torch.cdist(groups.flatten(2).flatten(0, 1)[None].double(), groups.flatten(2).flatten(0, 1)[None].double())[0]
+    seed = torch.arange(N).repeat_interleave(M)
+    other = seed[:, None] != seed[None, :]
+    return d[other].mean().float() if other.any() else torch.tensor(float("nan"))
+
+
+def distance_sweep(unet, alphas_cumprod, noise, variants, num_inference_steps=50, eta=0.0, class_labels=None,
+                   generator=None, progress=True):
+    """Input and output distances for base noises n_1 (N,C,H,W) and their variants n_2 (K,N,C,H,W).
+
+    Returns a dict of CPU tensors: variants (K,N,C,H,W), base (N,C,H,W) and images (K,N,C,H,W): the x_0 they
+    give; input_distance and output_distance (K,N): ||n_1 - n_2|| and ||x_0(n_1) - x_0(n_2)||;
+    unrelated_input, unrelated_output (scalars): the same distances for independent draws (other seeds).
+    """
+    K, N = variants.shape[:2]
+    base, images = denoise_variants(unet, alphas_cumprod, noise, variants, num_inference_steps, eta, class_labels,
+                                    generator, progress)
+    noise, variants = noise.cpu(), variants.cpu()
+    pairs = lambda a, b: F.euclidean_distance(a.expand_as(b).flatten(0, 1), b.flatten(0, 1)).view(K, N)
+    return {"variants": variants, "base": base, "images": images,
+            "input_distance": pairs(noise, variants), "output_distance": pairs(base, images),
+            "unrelated_input": unrelated_distance(torch.cat([noise[None], variants]).transpose(0, 1)),
+            "unrelated_output": unrelated_distance(torch.cat([base[None], images]).transpose(0, 1))}
+
+
+def take(result, rows):
+    """The rows (a list or slice of K indices) of a distance_sweep result; the per-seed parts are kept."""
+    return {k: (v[rows] if k in SWEEP_KEYS else v) for k, v in result.items()}
+
+
+# --- 3. The sweeps of notebook 03 ----------------------------------------------------------------------
+
+def mix_sweep(unet, alphas_cumprod, noise, mix_factors, num_inference_steps=50, eta=0.0, class_labels=None,
+              generator=None, other=None, progress=True):
+    """Experiment 2 swept: n_2 = sqrt(1 - s^2) n_1 + s z for every s in mix_factors (K values), n_1: (N,C,H,W).
+
+    One z per seed for every s: n_2 then moves along one path from n_1 (s = 0) to z (s = 1), so the curve
+    is smooth and s = 1 is an unrelated noise. other: that z (N,C,H,W), drawn from `generator` when None.
+    Returns distance_sweep's dict plus mix_factors (K,).
+    """
+    z = F.randn_like(noise, generator) if other is None else other
+    variants = torch.stack([F.mix_noise(noise, float(s), other=z) for s in mix_factors])
+    result = distance_sweep(unet, alphas_cumprod, noise, variants, num_inference_steps, eta, class_labels,
+                            generator, progress)
+    result["mix_factors"] = torch.tensor([float(s) for s in mix_factors])
+    return result
+
+
+def patch_vs_global(unet, alphas_cumprod, noise, patch_sizes, num_inference_steps=50, class_labels=None,
+                    generator=None, progress=True):
+    """The same input distance spent two ways: a centred patch of fresh noise, or a small global mix.
+
+    For each patch size p (K values): n_patch redraws the centred p x p patch of n_1 (N,C,H,W);
+    n_global = sqrt(1 - s^2) n_1 + s z with s chosen per sample so ||n_1 - n_global|| = ||n_1 - n_patch||.
+    Returns {"patch": ..., "global": ...} (distance_sweep dicts, K rows each) and mix_factors (K,N): those s.
+    """
+    size = noise.shape[-1]
+    patched = torch.stack([F.patch_noise(noise, p, (size - p) // 2, (size - p) // 2, generator) for p in patch_sizes])
+    flat_base, flat_patched = noise.expand_as(patched).flatten(0, 1), patched.flatten(0, 1)
+    z = F.randn_like(flat_base, generator)
+    s = mix_factor_for_distance(flat_base, z, F.euclidean_distance(flat_base, flat_patched))
+    mixed = mix_per_sample(flat_base, s, z).view_as(patched)
+    both = distance_sweep(unet, alphas_cumprod, noise, torch.cat([patched, mixed]), num_inference_steps, 0.0,
+                          class_labels, generator, progress)  # one batch for both arms
+    K = len(patch_sizes)
+    return {"patch": take(both, slice(0, K)), "global": take(both, slice(K, 2 * K)),
+            "mix_factors": s.view(K, -1), "patch_sizes": list(patch_sizes)}
+
+
+def sensitivity_map(unet, alphas_cumprod, noise, patch_size, grid=4, num_inference_steps=50, class_labels=None,
+                    generator=None, progress=True):
+    """Where in x_T does a change matter? A patch_size patch of fresh noise at grid x grid positions.
+
+    noise: (N,C,H,W). Returns distance_sweep's dict (K = grid^2 rows, row by row), positions [(x, y)],
+    map (grid, grid): output distance averaged over seeds (map[i, j]: patch in row i, column j), and
+    pixel_map (H, W): each pixel's average over the patches that cover it, to lay over an image.
+    """
+    size = noise.shape[-1]
+    positions = patch_positions(size, patch_size, grid)
+    variants = torch.stack([F.patch_noise(noise, patch_size, x, y, generator) for x, y in positions])
+    result = distance_sweep(unet, alphas_cumprod, noise, variants, num_inference_steps, 0.0, class_labels,
+                            generator, progress)
+    mean = result["output_distance"].mean(dim=1)
+    total, count = torch.zeros(size, size), torch.zeros(size, size)
+    for (x, y), d in zip(positions, mean):
+        total[y:y + patch_size, x:x + patch_size] += d
+        count[y:y + patch_size, x:x + patch_size] += 1
+    pixel_map = torch.where(count > 0, total / count.clamp(min=1), torch.tensor(math.nan))  # nan: no patch there
+    result.update(positions=positions, map=mean.view(grid, grid), pixel_map=pixel_map)
+    return result
+
+
+def sampler_sweep(unet, alphas_cumprod, noise, mix_factors, settings, class_labels=None, generator=None,
+                  progress=True):
+    """mix_sweep under several samplers; settings: a list of (num_inference_steps, eta).
+
+    Every setting gets the same n_1 (N,C,H,W), z and mix factors, so the curves differ only by the sampler.
+    Returns {(steps, eta): mix_sweep dict} where each dict also has same_noise_distance (N,): how far its x_0
+    lands from settings[0]'s x_0 for the same n_1 ("same seed, other sampler"), and fresh_z_distance (N,):
+    the same n_1 sampled again with other step noises z_t (zero for eta = 0: nothing random is left).
+    """
+    from tqdm.auto import tqdm
+
+    z = F.randn_like(noise, generator)
+    results = {}
+    for steps, eta in tqdm(settings, desc="samplers", disable=not progress):
+        r = mix_sweep(unet, alphas_cumprod, noise, mix_factors, steps, eta, class_labels, generator, z, progress)
+        first = results[settings[0]] if results else r
+        r["same_noise_distance"] = F.euclidean_distance(r["base"], first["base"])
+        again = r["base"] if eta == 0 else F.sample(unet, noise, alphas_cumprod, steps, eta, class_labels=class_labels,
+                                                    generator=generator, progress=progress).cpu()
+        r["fresh_z_distance"] = F.euclidean_distance(r["base"], again)
+        results[(steps, eta)] = r
+    return results
+
+
+# --- 4. Noise levels (notebook 04) -----------------------------------------------------------------------
+
+def pick_examples(labels, classes):
+    """Index of the first example of each class in `classes` (e.g. range(10): one of each digit)."""
+    return [int(torch.nonzero(labels == c)[0]) for c in classes]
+
+
+def reconstruct_from_levels(unet, x0, strengths, alphas_cumprod, num_inference_steps=50, n_seeds=1,
+                            class_labels=None, generator=None, progress=True):
+    """Noise x_0 to x_t at each strength (DDPM Eq. 4) and denoise back to x_0' with DDIM (eta = 0).
+
+    x0: (N,C,H,W); strengths: K fractions of T. Every (seed, strength, image) is one row of ONE F.sample
+    call: each row joins the loop at its own start_index, so strong and weak noise share the batch.
+    Returns a dict: start_index, timesteps (K,): where each strength starts (t = timesteps[start_index]);
+    x_t, recon (R,K,N,C,H,W) with R = n_seeds forward noises per image.
+    """
+    R, K, N = n_seeds, len(strengths), len(x0)
+    start_index = torch.tensor([F.strength_to_start_index(s, num_inference_steps) for s in strengths])
+    timesteps = F.ddim_timesteps(num_inference_steps, len(alphas_cumprod))[start_index]
+    per_row = lambda v: v.view(1, K, 1).expand(R, K, N).reshape(-1)  # (K,) -> one value per row
+    x0_rows = x0.cpu().expand(R, K, *x0.shape).reshape(-1, *x0.shape[1:])
+    x_t = F.forward_jump(x0_rows, per_row(timesteps), alphas_cumprod, generator=generator)
+    recon = F.sample(unet, x_t, alphas_cumprod, num_inference_steps, eta=0.0, start_index=per_row(start_index),
+                     class_labels=class_labels, progress=progress).cpu()
+    shape = (R, K, N, *x0.shape[1:])
+    return {"strengths": torch.tensor([float(s) for s in strengths]), "start_index": start_index,
+            "timesteps": timesteps, "x_t": x_t.view(shape), "recon": recon.view(shape)}
+
+
+def reconstruction_metrics(x0, recon, sigma):
+    """How far each x_0' lands from its x_0, in all and per frequency band. x0: (N,C,H,W); recon: (R,K,N,C,H,W).
+
+    Returns (R,K,N) tensors: distance ||x_0' - x_0||, psnr (dB), and low / high: the same distance between
+    the low-pass parts (Gaussian blur, sigma pixels: coarse shape) and the high-pass parts (fine detail).
+    """
+    ours, ref = recon.flatten(0, 2), x0.cpu().expand_as(recon).flatten(0, 2)
+    (low_ours, high_ours), (low_ref, high_ref) = F.split_frequencies(ours, sigma), F.split_frequencies(ref, sigma)
+    metrics = {"distance": F.euclidean_distance(ours, ref), "psnr": F.psnr(ours, ref),
+               "low": F.euclidean_distance(low_ours, low_ref), "high": F.euclidean_distance(high_ours, high_ref)}
+    return {k: v.view(recon.shape[:3]) for k, v in metrics.items()}
+
+
+def class_change(pred, original, strengths):
+    """Where a digit stops being itself. pred: (R,K,N) classes of the x_0'; original: (N,); strengths: (K,) rising.
+
+    Returns same_fraction (K,): the share of x_0' still read as the original digit, and first_change (R,N):
+    the lowest strength whose x_0' is read as another digit (nan where it never changes).
+    """
+    changed = pred != original.view(1, 1, -1)
+    s = torch.as_tensor(strengths, dtype=torch.float32).view(1, -1, 1).expand(changed.shape)
+    first = torch.where(changed, s, torch.full_like(s, math.inf)).amin(dim=1)
+    return {"same_fraction": (~changed).float().mean(dim=(0, 2)),
+            "first_change": torch.where(first.isinf(), torch.full_like(first, math.nan), first)}
+
+
+# --- 5. Plots (these helpers only draw) ----------------------------------------------------------------
+
+def plot_similarity(results, title, ax=None, unrelated=None):
+    """Output vs input distance, one colour per entry of results {label: distance_sweep dict}.
+
+    Each seed is a dot, the mean over seeds a line. Grey dashes: output = input. Dotted: the distance
+    between unrelated noises (vertical) and unrelated images (horizontal), from `unrelated` (a sweep dict).
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.4))
+    for (label, r), color in zip(results.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        x, y = r["input_distance"], r["output_distance"]
+        ax.scatter(x.flatten(), y.flatten(), s=14, alpha=0.45, color=color)
+        ax.plot(x.mean(1), y.mean(1), "-o", ms=4, color=color, label=label)
+    top = max(float(r["output_distance"].max()) for r in results.values())
+    ax.plot([0, top], [0, top], "--", color="0.6", lw=1, label="output = input")
+    if unrelated is not None and not math.isnan(float(unrelated["unrelated_output"])):
+        ax.axhline(float(unrelated["unrelated_output"]), ls=":", color="0.3", lw=1, label="unrelated images")
+        ax.axvline(float(unrelated["unrelated_input"]), ls=":", color="0.6", lw=1, label="unrelated noises")
+    ax.set(xlabel=r"input distance $\|n_1 - n_2\|$", ylabel=r"output distance $\|x_0(n_1) - x_0(n_2)\|$",
+           title=title, xlim=(0, None), ylim=(0, None))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def shade_p2_regimes(ax, log_snr_edges=(math.log(1e-2), 0.0)):
+    """Shade the P2 paper's noise-level regimes on a log SNR axis: content below 1e-2, details above 1."""
+    low, high = log_snr_edges
+    ax.axvspan(high, 100, color="tab:green", alpha=0.08, lw=0)
+    ax.axvspan(-100, low, color="tab:red", alpha=0.08, lw=0)
+    ax.axvline(high, color="tab:green", lw=0.8, ls=":")
+    ax.axvline(low, color="tab:red", lw=0.8, ls=":")
+
+
+def plot_reconstruction(result, metrics, alphas_cumprod):
+    """Reconstruction distance per band and PSNR against t and against log SNR_t (mean over seeds and
+    images, shaded +- 1 std), with the P2 regimes marked. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    t = result["timesteps"].numpy()
+    log_snr = F.snr(alphas_cumprod)[result["timesteps"]].log().numpy()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex="col")
+    curves = [("distance", "all", "k"), ("low", "coarse (low-pass)", "tab:blue"), ("high", "fine (high-pass)", "tab:orange")]
+    for col, x in enumerate([t, log_snr]):
+        for row, keys in enumerate([curves, [("psnr", "PSNR", "k")]]):
+            ax = axes[row, col]
+            for key, label, color in keys:
+                v = metrics[key].transpose(0, 1).flatten(1)  # (K, R*N)
+                v = v.clamp(max=99.0) if key == "psnr" else v  # a perfect copy has infinite PSNR
+                m, s = v.mean(1).numpy(), v.std(1).nan_to_num().numpy()
+                ax.plot(x, m, "-o", ms=4, color=color, label=label)
+                ax.fill_between(x, m - s, m + s, color=color, alpha=0.15, lw=0)
+            if col == 1:
+                shade_p2_regimes(ax)
+            ax.grid(alpha=0.3)
+    axes[0, 0].set(ylabel=r"$\|x_0' - x_0\|$", title="reconstruction distance vs t")
+    axes[0, 1].set(title=r"... vs log SNR$_t$ (green: SNR > 1, red: SNR < $10^{-2}$)")
+    axes[1, 0].set(xlabel="t (noise level the reconstruction starts from)", ylabel="PSNR (dB)")
+    axes[1, 1].set(xlabel=r"log SNR$_t$ = log($\bar\alpha_t$ / (1 - $\bar\alpha_t$))   (more noise $\rightarrow$)")
+    axes[0, 1].invert_xaxis()  # shared with the panel below: both read left to right as t does
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pair_frames(noises, images):
+    """Frames for an alternating view of a pair: [n_1 | x_0(n_1)], [n_2 | x_0(n_2)]. noises, images: (2,C,H,W)."""
+    return [F.make_grid(torch.stack([n, x]), nrow=2) for n, x in zip(noises, images)]
+
+
+def plot_pair(noises, images, suptitle):
+    """Both noises, both images and their difference heatmaps, distances in the titles. noises, images: (2,C,H,W).
+    Returns the figure."""
+    d_in, d_out = F.euclidean_distance(noises[:1], noises[1:]), F.euclidean_distance(images[:1], images[1:])
+    return F.show_images(
+        [noises[0], noises[1], F.difference_heatmap(noises[:1], noises[1:])[0],
+         images[0], images[1], F.difference_heatmap(images[:1], images[1:])[0]],
+        titles=["$n_1$ (noise)", "$n_2$ (noise)", rf"$|n_1 - n_2|$, $\|\cdot\|$ = {float(d_in):.1f}",
+                "$x_0(n_1)$", "$x_0(n_2)$", rf"$|x_0(n_1) - x_0(n_2)|$, $\|\cdot\|$ = {float(d_out):.1f}"],
+        ncols=3, suptitle=suptitle, size=2.6, colorbar=True)
+
+
+def plot_sensitivity(result, patch_size, seed=0):
+    """The sensitivity map: one seed's x_0, its x_0 with the patch at each grid position, and the output
+    distance per pixel (averaged over the patches covering it and over seeds). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    grid = result["map"].shape[0]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+    F._imshow(axes[0], result["base"][seed], f"$x_0(n_1)$, seed {seed}")
+    F._imshow(axes[1], F.make_grid(result["images"][:, seed], nrow=grid), f"patch at each of {grid}x{grid} positions")
+    im = axes[2].imshow(result["pixel_map"].numpy(), cmap="magma", vmin=0)
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04, label=r"$\|x_0(n_1) - x_0(n_2)\|$")
+    for x, y in result["positions"]:  # outline each patch so the grid is visible
+        axes[2].add_patch(plt.Rectangle((x - 0.5, y - 0.5), patch_size, patch_size, fill=False, lw=0.5, ec="0.7"))
+    axes[2].set(title=f"output distance for a {patch_size}x{patch_size} patch here", xlabel="x (pixels)",
+                ylabel="y (pixels)")
+    fig.tight_layout()
+    return fig
