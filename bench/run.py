@@ -417,10 +417,45 @@ def section_sampler(R, b, p):
     finally:
         if hook is not None:
             hook.remove()
+    R.notes.append("Sampler rows: the course side is noise drawn from a seeded generator + F.sample + mapping to "
+                   "[0, 1], the same work DDIMPipeline(output_type=\"pt\") does; the bare side is only the S UNet "
+                   "calls, on inputs made beforehand. The pipeline gets the class-conditional UNet's \"no class\" "
+                   "label through a forward pre-hook (it passes none); F.sample uses the same label by default.")
+    section_bookkeeping(R, b, p)
     for n, target in ((p["batch"], 2.0), (p["pair"], 1.0)):
         c = R.measured[f"course_{n}"]
         R.row(7, f"{p['steps']}-step DDIM sample of {n}, bundled model (warm)", fmt_time(c), "-", "-",
               f"<= {target:g} s", "yes" if c <= target else "no")
+
+
+def section_bookkeeping(R, b, p):
+    """The sampler's own cost per step, without the UNet: F.sample with an epsilon_fn returning zeros vs
+    the same loop over diffusers' DDIMScheduler.step. Independent of the model, nearly of the load."""
+    import torch
+    from src import functions as F
+
+    n, steps = p["batch"], p["steps"]
+    x = b.noise(n, 0)
+    zero = torch.zeros_like(x)
+    scheduler = b.ddim_scheduler()
+
+    def course():
+        return F.sample(b.unet, x, b.alphas_cumprod, steps, epsilon_fn=lambda x_t, t, rows: zero[:len(rows)],
+                        clip_sample=b.clip_sample, progress=False)
+
+    def diffusers_loop():
+        scheduler.set_timesteps(steps)
+        current = x
+        for t in scheduler.timesteps:
+            current = scheduler.step(zero, t, current).prev_sample
+        return current
+
+    times, _ = timeit({"F.sample, zero epsilon": course, "DDIMScheduler.step loop": diffusers_loop},
+                      4 * p["repeats"], 2)
+    R.timings(f"bookkeeping, batch {n}, {steps} steps", times)
+    c, d = (median(times[k]) / steps for k in ("F.sample, zero epsilon", "DDIMScheduler.step loop"))
+    R.row("+", f"Sampler bookkeeping per step without the UNet (epsilon = 0), batch {n}: F.sample / "
+          f"a loop of DDIMScheduler.step", f"{c * 1e6:.0f} us", f"{d * 1e6:.0f} us", f"{c / d:.2f}x")
 
 
 def section_seeds(R, b, p, steps, repeats, item_label):
@@ -514,28 +549,54 @@ def section_start(R, p, quick):
     R.row("+", f"First figure: {n} samples drawn with F.show_images and rendered to PNG (incl. matplotlib import)",
           fmt_time(d["figure_s"]))
     R.row("+", "Fresh process to first figure: interpreter + imports + load + sample + figure", fmt_time(wall))
-    R.row(7, f"Peak memory of the {steps}-step sample of {n}: growth of peak RSS during it (process peak)",
-          fmt_bytes(d["sample_rss_delta"]), f"process peak {fmt_bytes(d['peak_rss'])}")
-    R.notes.append("Memory: `resource.getrusage(RUSAGE_SELF).ru_maxrss` (peak resident set size of the process) "
-                   "read just before and just after the sample in a fresh process; the growth is what the "
-                   "sample needed beyond what importing and loading had already used. tracemalloc cannot "
-                   "see torch's allocations.")
+    R.row(7, f"Peak memory of the first {steps}-step sample of {n}: peak RSS during it minus RSS before it "
+          f"(process peak during it)", fmt_bytes(d["peak_extra"]), f"process peak {fmt_bytes(d['peak_during'])}")
+    how = ("the process's peak resident set size (VmHWM in /proc/self/status, reset just before the sample by "
+           "writing 5 to /proc/self/clear_refs) minus its resident set size (VmRSS) just before the sample"
+           if d["peak_reset"] else
+           "the growth of the process's peak resident set size (ru_maxrss / VmHWM) during the sample, which "
+           "undercounts when importing or loading had peaked higher")
+    R.notes.append(f"Memory, measured in a fresh process: {how}. tracemalloc cannot see torch's allocations.")
+
+
+def _memory():
+    """(current RSS, peak RSS since the last reset) in bytes: /proc/self/status VmRSS and VmHWM on Linux,
+    else (nan, ru_maxrss)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        kib = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
+               if line.startswith(("VmRSS:", "VmHWM:"))}
+        return kib["VmRSS"] * 1024, kib["VmHWM"] * 1024
+    except (OSError, KeyError, ValueError):
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        return float("nan"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _reset_peak():
+    """Reset the process's peak-RSS mark (Linux: write 5 to /proc/self/clear_refs); False if impossible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def child_start(args):
     """Runs in the fresh process of section_start; prints one JSON line."""
     t0 = time.perf_counter()
     import torch  # noqa: F401
-    import diffusers  # noqa: F401
+    from diffusers import DDIMScheduler, UNet2DModel  # noqa: F401 - what load_model imports (diffusers is lazy)
     from src import functions as F
     from src.course import load_model  # noqa: F401
     t1 = time.perf_counter()
     b = load_bundled(args["model"])
     t2 = time.perf_counter()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    x = course_sample(b, b.noise(args["batch"], 0), args["steps"])
+    noise = b.noise(args["batch"], 0)
+    reset = _reset_peak()
+    rss0, peak0 = _memory()
+    x = course_sample(b, noise, args["steps"])
     t3 = time.perf_counter()
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss1, peak1 = _memory()
     course_sample(b, b.noise(args["pair"], 0), args["steps"])
     t4 = time.perf_counter()
     import matplotlib
@@ -546,8 +607,8 @@ def child_start(args):
     plt.close(fig)
     t5 = time.perf_counter()
     print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_sample_s": t3 - t2, "pair_s": t4 - t3,
-                      "figure_s": t5 - t4, "sample_rss_delta": (rss1 - rss0) * 1024,
-                      "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                      "figure_s": t5 - t4, "rss_before": rss0, "peak_during": peak1,
+                      "peak_extra": peak1 - (rss0 if reset else peak0), "peak_reset": reset}))
 
 
 def section_notebooks(R, quick):

@@ -10,6 +10,8 @@ is allowed, before anything slow starts.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import difflib
 import json
 import os
@@ -179,6 +181,9 @@ def _show(value, limit=80):
     return text if len(text) <= limit else text[:limit - 5] + " ...]" if isinstance(value, list) else text[:limit] + "..."
 
 
+DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "apple": "mps", "metal": "mps", "m1": "mps", "m2": "mps"}
+
+
 def _bad_value(key, value, allowed, name):
     """The sentence for a value that fails its SCHEMA check (which item of a list, a near miss)."""
     hint = ""
@@ -188,7 +193,9 @@ def _bad_value(key, value, allowed, name):
         if bad and len(value) <= check.max_len:
             hint = f" ({_show(bad[0])} is not)"
     if isinstance(value, str) and getattr(check, "choices", None):
-        close = difflib.get_close_matches(value.strip().lower(), check.choices, n=1)
+        word = value.strip().lower()
+        word = DEVICE_ALIASES.get(word.split(":")[0], word) if key == "device" else word
+        close = difflib.get_close_matches(word, check.choices, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
     if isinstance(value, str) and _is_number(value):
         hint = " (it is text in quotes: write the number without quotes)"
@@ -220,7 +227,8 @@ def load_config(path=None, **overrides):
                 str(key).lower(), SCHEMA, n=1)
             hint = f" (did you mean `{close[0]}`?)" if close else ""
             raise CourseError(f"Unknown key `{key}` in {path.name}{hint}; allowed keys: {', '.join(SCHEMA)}.")
-    cfg = {key: raw.get(key, default) for key, (default, _, _) in SCHEMA.items()}
+    # a copy of each default: a notebook that appends to cfg["strengths"] must not change the next load_config()
+    cfg = {key: raw[key] if key in raw else copy.deepcopy(default) for key, (default, _, _) in SCHEMA.items()}
     for key, (_, check, allowed) in SCHEMA.items():
         if not check(cfg[key]):
             raise CourseError(_bad_value(key, cfg[key], allowed, path.name))
@@ -302,10 +310,10 @@ def _missing_model(name, where, source):
     close = difflib.get_close_matches(where.name, siblings, n=1)
     if close:
         rel = (parent / close[0]).relative_to(PROJECT_ROOT) if parent.is_relative_to(PROJECT_ROOT) else parent / close[0]
-        hint = f" (did you mean {rel.as_posix()}?)"
+        hint = f"; did you mean {rel.as_posix()}?"
     else:
         hint = ""
-    return (f"`model` in {source} is {name!r}, which is neither an existing folder ({where} does not exist){hint} "
+    return (f"`model` in {source} is {name!r}, which is neither an existing folder ({where} does not exist{hint}) "
             f"nor a hub id of the form owner/name; {SWITCH_HINT}.")
 
 
@@ -581,6 +589,15 @@ def _load_failure(name, error, hint, local_only):
     return f"Could not load the model {name!r} ({names[0]}: {first}); {hint}."
 
 
+@contextlib.contextmanager
+def _quiet_hub_warnings():
+    """diffusers 0.42 passes huggingface_hub 2.x a deprecated argument on every hub load: a warning a student
+    cannot act on. Only that one is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+        yield
+
+
 def load_model(cfg_or_name, device=None):
     """Load a UNet2DModel and its scheduler by name: a local folder or a hub id.
 
@@ -610,16 +627,18 @@ def load_model(cfg_or_name, device=None):
         unet_sub, sched_sub, local_only = _hub_layout(name)
         source, hint = name, SWITCH_HINT
         try:  # two small JSON files: check them before a download of hundreds of MB
-            unet_cfg = dict(UNet2DModel.load_config(source, subfolder=unet_sub, local_files_only=local_only))
-            sched_cfg = dict(DDIMScheduler.load_config(source, subfolder=sched_sub, local_files_only=local_only))
+            with _quiet_hub_warnings():
+                unet_cfg = dict(UNet2DModel.load_config(source, subfolder=unet_sub, local_files_only=local_only))
+                sched_cfg = dict(DDIMScheduler.load_config(source, subfolder=sched_sub, local_files_only=local_only))
         except Exception as e:  # noqa: BLE001 - turned into one sentence
             raise CourseError(_load_failure(name, e, hint, local_only)) from None
     sample_size, num_train_timesteps = _check_model_configs(unet_cfg, sched_cfg, name, hint)
     if cfg is not None:
         _check_cross_fields(cfg, source_name, sample_size, num_train_timesteps)
     try:
-        unet, info = UNet2DModel.from_pretrained(source, subfolder=unet_sub, low_cpu_mem_usage=False,
-                                                 local_files_only=local_only, output_loading_info=True)
+        with _quiet_hub_warnings():
+            unet, info = UNet2DModel.from_pretrained(source, subfolder=unet_sub, low_cpu_mem_usage=False,
+                                                     local_files_only=local_only, output_loading_info=True)
         scheduler = DDIMScheduler.from_config(sched_cfg)
     except Exception as e:  # noqa: BLE001 - turned into one sentence
         raise CourseError(_load_failure(name, e, hint, local_only and kind == "hub")) from None

@@ -117,6 +117,13 @@ def score_samples(classifier, samples, class_labels):
     return accuracy, diversity
 
 
+def read_digits(classifier, images):
+    """The digits the classifier reads in (B, 1, 28, 28) images upright and upside down -> two lists of B ints."""
+    from src.train import classify
+
+    return classify(classifier, images).tolist(), classify(classifier, rot180(images)).tolist()
+
+
 # --- 2. SDEdit: noise an image part of the way, then denoise it back -----------------------------
 
 def sdedit(unet, images, start_indices, alphas_cumprod, num_inference_steps=50, class_labels=None,

@@ -251,6 +251,14 @@ def reconstruction_metrics(x0, recon, sigma):
     return {k: v.view(recon.shape[:3]) for k, v in metrics.items()}
 
 
+def unrelated_band_distances(x0, sigma):
+    """The same distances between two *different* images of x0 (N,C,H,W), averaged over all pairs: the
+    level a reconstruction reaches once it has nothing left of its original. Returns scalars (nan for N < 2)."""
+    low, high = F.split_frequencies(x0.cpu(), sigma)
+    mean_pdist = lambda x: torch.pdist(x.flatten(1).double()).mean().float() if len(x) > 1 else torch.tensor(math.nan)
+    return {"distance": mean_pdist(x0.cpu()), "low": mean_pdist(low), "high": mean_pdist(high)}
+
+
 def class_change(pred, original, strengths):
     """Where a digit stops being itself. pred: (R,K,N) classes of the x_0'; original: (N,); strengths: (K,) rising.
 
@@ -279,7 +287,8 @@ def plot_similarity(results, title, ax=None, unrelated=None):
     for (label, r), color in zip(results.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         x, y = r["input_distance"], r["output_distance"]
         ax.scatter(x.flatten(), y.flatten(), s=14, alpha=0.45, color=color)
-        ax.plot(x.mean(1), y.mean(1), "-o", ms=4, color=color, label=label)
+        # the mean line starts at the origin: an unchanged noise gives an unchanged image
+        ax.plot([0, *x.mean(1).tolist()], [0, *y.mean(1).tolist()], "-o", ms=4, color=color, label=label)
     top = max(float(r["output_distance"].max()) for r in results.values())
     ax.plot([0, top], [0, top], "--", color="0.6", lw=1, label="output = input")
     if unrelated is not None and not math.isnan(float(unrelated["unrelated_output"])):
@@ -292,17 +301,22 @@ def plot_similarity(results, title, ax=None, unrelated=None):
 
 
 def shade_p2_regimes(ax, log_snr_edges=(math.log(1e-2), 0.0)):
-    """Shade the P2 paper's noise-level regimes on a log SNR axis: content below 1e-2, details above 1."""
+    """Shade the P2 paper's regimes on a log SNR x axis (call after plotting): content changes below
+    SNR = 1e-2 (red), only details above SNR = 1 (green). The axis limits are kept."""
     low, high = log_snr_edges
-    ax.axvspan(high, 100, color="tab:green", alpha=0.08, lw=0)
-    ax.axvspan(-100, low, color="tab:red", alpha=0.08, lw=0)
-    ax.axvline(high, color="tab:green", lw=0.8, ls=":")
-    ax.axvline(low, color="tab:red", lw=0.8, ls=":")
+    xlim = ax.get_xlim()
+    a, b = min(xlim), max(xlim)
+    if high < b:
+        ax.axvspan(max(high, a), b, color="tab:green", alpha=0.1, lw=0)
+    if low > a:
+        ax.axvspan(a, min(low, b), color="tab:red", alpha=0.1, lw=0)
+    ax.set_xlim(xlim)
 
 
-def plot_reconstruction(result, metrics, alphas_cumprod):
+def plot_reconstruction(result, metrics, alphas_cumprod, unrelated=None):
     """Reconstruction distance per band and PSNR against t and against log SNR_t (mean over seeds and
-    images, shaded +- 1 std), with the P2 regimes marked. Returns the figure."""
+    images, shaded +- 1 std), with the P2 regimes marked. unrelated: unrelated_band_distances(x0, sigma),
+    drawn as dashed ceilings. Returns the figure."""
     import matplotlib.pyplot as plt
 
     t = result["timesteps"].numpy()
@@ -318,10 +332,12 @@ def plot_reconstruction(result, metrics, alphas_cumprod):
                 m, s = v.mean(1).numpy(), v.std(1).nan_to_num().numpy()
                 ax.plot(x, m, "-o", ms=4, color=color, label=label)
                 ax.fill_between(x, m - s, m + s, color=color, alpha=0.15, lw=0)
+                if unrelated is not None and key in unrelated:  # the ceiling: two different images
+                    ax.axhline(float(unrelated[key]), color=color, ls="--", lw=1)
             if col == 1:
                 shade_p2_regimes(ax)
             ax.grid(alpha=0.3)
-    axes[0, 0].set(ylabel=r"$\|x_0' - x_0\|$", title="reconstruction distance vs t")
+    axes[0, 0].set(ylabel=r"$\|x_0' - x_0\|$  (dashed: two different images)", title="reconstruction distance vs t")
     axes[0, 1].set(title=r"... vs log SNR$_t$ (green: SNR > 1, red: SNR < $10^{-2}$)")
     axes[1, 0].set(xlabel="t (noise level the reconstruction starts from)", ylabel="PSNR (dB)")
     axes[1, 1].set(xlabel=r"log SNR$_t$ = log($\bar\alpha_t$ / (1 - $\bar\alpha_t$))   (more noise $\rightarrow$)")
@@ -340,12 +356,14 @@ def plot_pair(noises, images, suptitle):
     """Both noises, both images and their difference heatmaps, distances in the titles. noises, images: (2,C,H,W).
     Returns the figure."""
     d_in, d_out = F.euclidean_distance(noises[:1], noises[1:]), F.euclidean_distance(images[:1], images[1:])
-    return F.show_images(
+    fig = F.show_images(
         [noises[0], noises[1], F.difference_heatmap(noises[:1], noises[1:])[0],
          images[0], images[1], F.difference_heatmap(images[:1], images[1:])[0]],
         titles=["$n_1$ (noise)", "$n_2$ (noise)", rf"$|n_1 - n_2|$, $\|\cdot\|$ = {float(d_in):.1f}",
                 "$x_0(n_1)$", "$x_0(n_2)$", rf"$|x_0(n_1) - x_0(n_2)|$, $\|\cdot\|$ = {float(d_out):.1f}"],
         ncols=3, suptitle=suptitle, size=2.6, colorbar=True)
+    fig.tight_layout(h_pad=1.2)  # room for the second row's titles
+    return fig
 
 
 def plot_sensitivity(result, patch_size, seed=0):
@@ -365,3 +383,66 @@ def plot_sensitivity(result, patch_size, seed=0):
                 ylabel="y (pixels)")
     fig.tight_layout()
     return fig
+
+
+def plot_class_change(result, change, alphas_cumprod):
+    """The share of reconstructions x_0' still read as the original digit, against log SNR_t (P2 regimes
+    shaded), each point labelled with its t and strength. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    log_snr = F.snr(alphas_cumprod)[result["timesteps"]].log().numpy()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(log_snr, change["same_fraction"].numpy(), "-o", color="k")
+    ax.set_xlim(log_snr.max() + 0.5, log_snr.min() - 0.5)  # more noise to the right, as t grows
+    shade_p2_regimes(ax)
+    for x, y, t, s in zip(log_snr, change["same_fraction"].tolist(), result["timesteps"].tolist(),
+                          result["strengths"].tolist()):
+        ax.annotate(f"t={t}\n({s:g}T)", (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+    ax.set(xlabel=r"log SNR$_t$ of the level $x_t$ the reconstruction starts from  (more noise $\rightarrow$)",
+           ylabel="share still the same digit", ylim=(-0.05, 1.15),
+           title=r"When does $x_0'$ stop being the same digit? (unconditional DDIM)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_level_grid(x0, result, names, seed=0):
+    """The reconstruction grid: a first row with x_0 and its x_t at every strength (columns) for the first image,
+    then one row per image: x_0 and its x_0' from every strength. x0: (N,C,H,W). Returns the figure."""
+    K = len(result["strengths"])
+    first = torch.cat([x0[:1].cpu(), result["x_t"][seed, :, 0]])[None]
+    rows = torch.cat([first, torch.cat([x0.cpu()[:, None], result["recon"][seed].transpose(0, 1)], dim=1)])
+    titles = ["$x_0$"] + [f"{s:g}T, t={t}" for s, t in zip(result["strengths"].tolist(), result["timesteps"].tolist())]
+    titles += [""] * (rows.shape[0] * rows.shape[1] - len(titles))
+    return F.show_images(rows.flatten(0, 1), titles=titles, ncols=K + 1, size=1.25,
+                         row_labels=[f"$x_t$, {names[0]}"] + list(names),
+                         suptitle="reconstructions $x_0'$ from increasing noise levels (columns)")
+
+
+def level_table(result, metrics, unrelated, alphas_cumprod):
+    """A text table of reconstruction_metrics, one line per strength (means over seeds and images); each band's
+    distance also as a share of its ceiling, the distance between two different images."""
+    log_snr = F.snr(alphas_cumprod)[result["timesteps"]].log()
+    mean = {k: v.clamp(max=99.0).mean(dim=(0, 2)) for k, v in metrics.items()}  # clamp: a perfect copy has inf PSNR
+    share = lambda key, k: float(mean[key][k] / unrelated[key])
+    lines = [" strength     t  log SNR  distance   PSNR   coarse (of ceiling)    fine (of ceiling)"]
+    for k, s in enumerate(result["strengths"].tolist()):
+        lines.append(f"{s:9g} {int(result['timesteps'][k]):5d} {float(log_snr[k]):8.2f} {float(mean['distance'][k]):9.2f} "
+                     f"{float(mean['psnr'][k]):6.1f} {float(mean['low'][k]):9.2f} ({share('low', k):4.0%})"
+                     f" {float(mean['high'][k]):13.2f} ({share('high', k):4.0%})")
+    lines.append(f"{'two different images':>33} {float(unrelated['distance']):9.2f} {'':6} "
+                 f"{float(unrelated['low']):9.2f} (100%) {float(unrelated['high']):13.2f} (100%)")
+    return "\n".join(lines)
+
+
+def class_change_report(names, change, result, alphas_cumprod):
+    """class_change in words: per image, the strength at which each seed's x_0' is first another digit, and the
+    level from which fewer than half of the x_0' are still the same digit."""
+    lines = [f"{name}: first another digit at strength " + ", ".join("never" if f != f else f"{f:g}" for f in first)
+             for name, first in zip(names, change["first_change"].T.tolist())]
+    below = [k for k, f in enumerate(change["same_fraction"].tolist()) if f < 0.5]
+    if below:
+        k, t = below[0], result["timesteps"][below[0]]
+        lines.append(f"fewer than half are the same digit from strength {float(result['strengths'][k]):g} on "
+                     f"(t = {int(t)}, SNR_t = {float(F.snr(alphas_cumprod)[t]):.3f})")
+    return "\n".join(lines)

@@ -477,8 +477,8 @@ def image_to_tensor(image, size, channels):
         arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
         top = arr.max(initial=0)
         peak = 1.0 if image.mode == "F" and top <= 1 else 65535.0 if top > 255 else 255.0
-        image = Image.fromarray((arr / peak * 255).clip(0, 255).round().astype(np.uint8))
         notes.append(f"{'floating-point' if image.mode == 'F' else '16-bit'} values scaled to 8 bits")
+        image = Image.fromarray((arr / peak * 255).clip(0, 255).round().astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         # the background that contrasts with what is drawn, so dark ink on a transparent sheet stays visible
@@ -755,7 +755,7 @@ def plot_schedules(betas_by_name, dashed=()):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = [("betas", r"$\beta_t$", "noise added per step"),
               ("alphas_cumprod", r"$\bar\alpha_t$", "signal kept"),
-              ("snr", r"$\log \mathrm{SNR}_t = \log \frac{\bar\alpha_t}{1-\bar\alpha_t}$", "signal-to-noise ratio")]
+              ("snr", r"$\log \mathrm{SNR}_t$", r"$\log \frac{\bar\alpha_t}{1-\bar\alpha_t}$, signal-to-noise ratio")]
     for name, betas in betas_by_name.items():
         table = schedule_table(betas)
         style = dict(ls="--", lw=2.2, zorder=3) if name in dashed else dict(lw=1.5)
@@ -801,15 +801,16 @@ def plot_histograms(samples, labels, titles, normals=None, xlabel="value", supti
     return fig
 
 
-def trajectory_frames(trajectory, count=4, padding=2):
+def trajectory_frames(trajectory, count=4, every=1, padding=2):
     """Animation frames from F.sample's trajectory: one grid per step, rows x_t, eps-hat, x0-hat.
 
-    Frame i shows the first `count` samples at timesteps[i] (the x_t about to be denoised, the UNet's
-    eps-hat and the x0-hat of Eq. 15); a last frame shows the result in the x_t row.
+    A frame every `every` steps shows the first `count` samples at timesteps[i] (the x_t about to be
+    denoised, the UNet's eps-hat and the x0-hat of Eq. 15); a last frame shows the result in the x_t row.
     Returns (frames, timesteps): a list of (C, H', W') images and the timestep of each frame (-1: the end).
     """
     x_t, eps, x0_hat = (trajectory[k][:, :count] for k in ("x_t", "pred_epsilon", "pred_original_sample"))
     steps = len(trajectory["timesteps"])
-    frames = [make_grid(torch.cat([x_t[min(i, steps)], eps[min(i, steps - 1)], x0_hat[min(i, steps - 1)]]),
-                        nrow=x_t.shape[1], padding=padding) for i in range(steps + 1)]
-    return frames, trajectory["timesteps"].tolist() + [-1]
+    shown = list(range(0, steps, every)) + [steps]
+    frames = [make_grid(torch.cat([x_t[i], eps[min(i, steps - 1)], x0_hat[min(i, steps - 1)]]),
+                        nrow=x_t.shape[1], padding=padding) for i in shown]
+    return frames, [int(trajectory["timesteps"][i]) if i < steps else -1 for i in shown]

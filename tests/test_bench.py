@@ -1,0 +1,111 @@
+"""The benchmark's code paths in --quick mode: the table comes out, and the images agree.
+
+No timing thresholds here: timings depend on the machine and its load; bench/run.py reports them.
+The bundled model is used when it is there, else a tiny random one saved in the same layout.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_bench()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    bundled = ROOT / "models" / "mnist-ddpm"
+    if (bundled / "config.json").is_file() and (bundled / "diffusion_pytorch_model.safetensors").is_file():
+        return str(bundled)
+    from diffusers import DDPMScheduler
+    from src.train import make_unet
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    make_unet(block_out_channels=(8, 16, 16)).save_pretrained(folder)
+    DDPMScheduler(num_train_timesteps=1000, clip_sample=False).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def quick_run(bench, model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results.md"
+    results = bench.main(["--quick", "--model", model_dir, "--out", str(out)])
+    return results, out.read_text()
+
+
+def rows_of(results, item):
+    return [r for r in results.rows if str(r["item"]) == str(item)]
+
+
+def test_table_is_written(quick_run):
+    results, text = quick_run
+    assert "| # | what | course | reference | ratio | target | met? |" in text
+    assert "## Machine" in text and "torch threads" in text and "CPU:" in text
+    assert "QUICK MODE" in text
+    for item in (1, 2, 3, 4, 6, 7):
+        assert rows_of(results, item), f"no row for issue item {item}"
+    assert "nan" not in text.lower().replace("nano", "")
+
+
+def test_ratios_are_numbers(quick_run):
+    results, _ = quick_run
+    for r in results.rows:
+        if r["ratio"] != "-":
+            assert float(r["ratio"].split("x")[0]) > 0, r
+
+
+def test_course_images_equal_ddim_pipeline(quick_run):
+    results, _ = quick_run
+    equal = [r for r in rows_of(results, 2) if "DDIMPipeline images" in r["what"]]
+    assert len(equal) == 2  # the sample of 16 (4 in quick mode) and the pair
+    assert all(r["met"] == "yes" for r in equal), equal
+
+
+def test_course_images_equal_seed_loops(quick_run):
+    results, _ = quick_run
+    equal = [r for r in rows_of(results, 3) if "course images = seed images" in r["what"]]
+    assert len(equal) == 2  # the bundled model and the 256-px architecture
+    assert all(r["met"] == "yes" for r in equal), equal
+
+
+def test_grid_cells_equal_seed_nested_loops(quick_run):
+    """Every cell of the course's batched grid equals the seed's cell (F.sample's trajectory with a
+    per-row start_index)."""
+    results, _ = quick_run
+    equal = [r for r in rows_of(results, 4) if "cell" in r["what"] and "=" in r["what"]]
+    assert len(equal) == 1
+    assert equal[0]["met"] == "yes", equal
+
+
+def test_memory_and_start_up_measured(quick_run):
+    results, _ = quick_run
+    memory = [r for r in rows_of(results, 7) if "memory" in r["what"].lower()]
+    assert memory and memory[0]["course"].endswith("MiB")
+    assert any("Load the bundled model" in r["what"] for r in results.rows)
+
+
+def test_google_256_architecture_matches_the_published_config(bench):
+    """The stand-in's config is google/ddpm-celebahq-256's (shared/ECOSYSTEM.md): 113.7 M parameters."""
+    from diffusers import UNet2DModel
+
+    cfg = bench.GOOGLE_256_UNET
+    assert cfg["block_out_channels"] == (128, 128, 256, 256, 512, 512)
+    assert cfg["down_block_types"][4] == "AttnDownBlock2D" and cfg["up_block_types"][1] == "AttnUpBlock2D"
+    import torch
+
+    with torch.device("meta"):
+        unet = UNet2DModel(**cfg)
+    params = sum(p.numel() for p in unet.parameters())
+    assert 113.0e6 < params < 114.5e6, params
