@@ -348,7 +348,8 @@ def sample(unet, x, alphas_cumprod, num_inference_steps=50, eta=0.0, start_index
     param = next(unet.parameters())
     x = x.to(device=param.device, dtype=param.dtype).clone()
     labels = None if class_labels is None else torch.as_tensor(class_labels).long().reshape(-1).expand(B)
-    trajectory = {"timesteps": timesteps, "x_t": [x.cpu()], "pred_epsilon": [], "pred_original_sample": []}
+    # frames are copies: on the CPU .cpu() returns the same tensor, which x[rows] = ... changes in place
+    trajectory = {"timesteps": timesteps, "x_t": [x.cpu().clone()], "pred_epsilon": [], "pred_original_sample": []}
     for i, t in enumerate(tqdm(timesteps.tolist(), disable=not progress, leave=False, desc="sampling")):
         rows = torch.nonzero(starts <= first + i).flatten()  # the samples that have started
         everyone = len(rows) == B
@@ -371,7 +372,7 @@ def sample(unet, x, alphas_cumprod, num_inference_steps=50, eta=0.0, start_index
             full_eps, full_x0 = torch.zeros_like(x), torch.zeros_like(x)
             full_eps[rows], full_x0[rows] = eps, x0_hat
             for key, value in (("x_t", x), ("pred_epsilon", full_eps), ("pred_original_sample", full_x0)):
-                trajectory[key].append(value.cpu())
+                trajectory[key].append(value.cpu().clone())
     if return_trajectory:
         return x, {k: (torch.stack(v) if isinstance(v, list) else v) for k, v in trajectory.items()}
     return x

@@ -241,6 +241,17 @@ def test_per_sample_start_index_equals_separate_runs(tiny_unet):
         torch.testing.assert_close(batched[i:i + 1], alone, atol=1e-5, rtol=1e-5)
 
 
+def test_trajectory_frames_are_copies_with_per_sample_starts(tiny_unet):
+    """Regression: frames recorded before every row had started were later changed in place."""
+    abar = F.alphas_cumprod_from_betas(F.linear_betas())
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    _, traj = F.sample(tiny_unet, x, abar, 10, start_index=torch.tensor([0, 2, 4]), return_trajectory=True,
+                       progress=False)
+    torch.testing.assert_close(traj["x_t"][0], x)
+    assert not torch.equal(traj["x_t"][1], traj["x_t"][2])
+    torch.testing.assert_close(traj["x_t"][2][2], x[2])  # row 2 waits until step 4
+
+
 def test_guidance_scale_one_is_conditional_and_zero_is_unconditional(tiny_unet):
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     labels, null = torch.tensor([0, 1]), torch.tensor([2, 2])
