@@ -654,13 +654,16 @@ def section_course(R):
     proc = subprocess.run([sys.executable, "-m", "src.run_course"], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=3600)
     wall = time.perf_counter() - t0
-    R.raw.append(f"course: one run, {wall:.1f} s, exit status {proc.returncode}")
+    R.raw.append(f"course: one run, {wall:.1f} s, exit status {proc.returncode}; its report: "
+                 + " | ".join(line.strip() for line in proc.stdout.strip().splitlines()))
     if proc.returncode != 0:
-        R.row(5, "Whole course: `python -m src.run_course` (default config)",
+        R.row(5, "Whole course: `python -m src.run_course`",
               f"failed (exit {proc.returncode}) after {fmt_time(wall)}", target="<= 180 s", met="no")
-        R.notes.append(f"run_course stderr tail: {proc.stderr[-500:]!r}")
+        failed = [line.strip() for line in proc.stdout.splitlines() if "FAILED" in line]
+        R.notes.append("run_course failed: " + ("; ".join(failed) or repr(proc.stderr[-500:])))
         return
-    R.row(5, "Whole course: `python -m src.run_course` (default config, one run)", fmt_time(wall),
+    mode = "COURSE_FAST=1 smoke mode" if os.environ.get("COURSE_FAST", "") not in ("", "0") else "default config"
+    R.row(5, f"Whole course: `python -m src.run_course` ({mode}, one run)", fmt_time(wall),
           target="<= 180 s", met="yes" if wall <= 180 else "no")
 
 

@@ -54,7 +54,7 @@ def load_mnist(split="train", path=MNIST_PATH):
 # --- models --------------------------------------------------------------------------------------
 
 def make_unet(class_conditional=True, sample_size=28, block_out_channels=(24, 48, 96)):
-    """The course's small UNet: 1 channel, 28x28, three resolutions (28, 14, 7), no attention.
+    """The course's small UNet: 1 channel, 28x28, three resolutions (28, 14, 7), attention only in the 7x7 middle.
 
     Sized for a laptop CPU (about 1.4 M parameters). With class_conditional, labels 0-9 are the
     digits and label 10 is "no class" (the unconditional branch of classifier-free guidance).
