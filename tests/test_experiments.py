@@ -194,3 +194,28 @@ def test_plots_draw(unet, alphas_cumprod):
     fig2 = E.plot_reconstruction(r, E.reconstruction_metrics(x0, r["recon"], 1.0), alphas_cumprod)
     assert len(fig2.axes) == 4
     plt.close("all")
+
+
+def test_unrelated_band_distances():
+    x0 = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])  # two flat images, 1 apart at each pixel
+    d = E.unrelated_band_distances(x0, sigma=1.0)
+    assert float(d["distance"]) == pytest.approx(8.0) and float(d["low"]) == pytest.approx(8.0)
+    assert float(d["high"]) == pytest.approx(0.0, abs=1e-5)
+    assert math.isnan(float(E.unrelated_band_distances(x0[:1], 1.0)["distance"]))
+
+
+def test_level_reports_and_grid(unet, alphas_cumprod):
+    import matplotlib.pyplot as plt
+
+    x0 = noise(2).clamp(-1, 1)
+    r = E.reconstruct_from_levels(unet, x0, [0.25, 1.0], alphas_cumprod, STEPS, n_seeds=2, progress=False,
+                                  generator=torch.Generator().manual_seed(0))
+    m = E.reconstruction_metrics(x0, r["recon"], 1.0)
+    table = E.level_table(r, m, E.unrelated_band_distances(x0, 1.0), alphas_cumprod)
+    assert len(table.splitlines()) == 1 + 2 + 1 and "two different images" in table
+    change = E.class_change(torch.tensor([[[1, 2], [1, 5]], [[1, 2], [7, 5]]]), torch.tensor([1, 2]), [0.25, 1.0])
+    report = E.class_change_report(["a", "b"], change, r, alphas_cumprod)
+    assert "a: first another digit at strength never, 1" in report and "fewer than half" in report
+    fig = E.plot_level_grid(x0, r, ["a", "b"])
+    assert len(fig.axes) == 3 * 3
+    plt.close("all")
