@@ -662,7 +662,7 @@ def figure_bytes(fig, fmt="png", dpi=100):
 
 def save_figure(fig, name, folder=None):
     """Save a matplotlib figure to output/<name> (never overwriting); returns the path."""
-    return save_output(figure_bytes(fig), name, folder)
+    return save_output(figure_bytes(fig, Path(name).suffix[1:].lower() or "png"), name, folder)
 
 
 def gif_bytes(frames, duration=500, scale=1):

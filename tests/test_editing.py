@@ -65,14 +65,19 @@ def test_mean_pairwise_distance():
 def test_score_samples_counts_correct_digits():
     class Fixed(torch.nn.Module):  # "classifies" every image by its top-left pixel
         def forward(self, x):
-            return torch.nn.functional.one_hot(x[:, 0, 0, 0].long(), 10).float()
+            return 10 * torch.nn.functional.one_hot(x[:, 0, 0, 0].long(), 10).float()
 
-    samples = torch.zeros(2, 4, 1, 28, 28)
-    samples[0, :, 0, 0, 0] = torch.tensor([1.0, 2.0, 1.0, 2.0])  # all right
-    samples[1, :, 0, 0, 0] = torch.tensor([1.0, 1.0, 3.0, 2.0])  # half right
-    accuracy, diversity = E.score_samples(Fixed(), samples, torch.tensor([1, 2, 1, 2]))
+    samples = -torch.ones(2, 4, 1, 28, 28)
+    samples[0, :, 0, 0, 0] = torch.tensor([1.0, 2.0, 1.0, 2.0])  # all right, identical pairs
+    samples[1, :, 0, 0, 0] = torch.tensor([1.0, 1.0, 3.0, 2.0])  # half right, and different
+    accuracy, confidence, diversity = E.score_samples(Fixed(), samples, torch.tensor([1, 2, 1, 2]))
     assert_close(accuracy, torch.tensor([1.0, 0.5]))
+    assert confidence[0] > 0.99 and 0.49 < confidence[1] < 0.51
     assert diversity[0] == 0.0 and diversity[1] > 0
+    # scaling an image (bolder strokes) is not variety
+    bold = samples[:1].clone()
+    bold[0, 1] = bold[0, 0] * 3
+    assert E.score_samples(Fixed(), bold, torch.tensor([1, 1, 1, 2]))[2][0] < 1e-6
 
 
 # --- SDEdit -----------------------------------------------------------------------------------------

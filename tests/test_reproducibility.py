@@ -155,7 +155,8 @@ def run():
     return F.sample(unet, torch.randn(2, 1, 8, 8, generator=g), abar, cfg["num_inference_steps"], eta=1.0, generator=g)
 reference = run()
 print("ready")"""
-    cells = [setup, "cfg = load_config()", "for _ in range(100000):\n    run()",
+    looping = tmp_path / "looping"  # the loop cell creates it, so the stop comes while the loop runs
+    cells = [setup, "cfg = load_config()", f"open({str(looping)!r}, 'w').close()\nfor _ in range(100000):\n    run()",
              "assert torch.equal(run(), reference) and cfg == snapshot\n"
              "assert not torch.is_inference_mode_enabled() and not unet.training\nprint('usable')",
              "load_config()"]
@@ -177,7 +178,14 @@ print("ready")"""
         assert any("ready" in o.get("text", "") for o in nb.cells[0].outputs)
         fails_with_the_sentence(1)
 
-        stopper = threading.Timer(2.0, os.kill, (client.km.provisioner.process.pid, signal.SIGINT))
+        def press_stop(pid=client.km.provisioner.process.pid):
+            deadline = time.monotonic() + 120
+            while not looping.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # a few sampling runs in
+            os.kill(pid, signal.SIGINT)
+
+        stopper = threading.Thread(target=press_stop)
         stopper.start()
         with pytest.raises(CellExecutionError) as info:
             client.execute_cell(nb.cells[2], 2)
