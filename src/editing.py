@@ -100,21 +100,28 @@ def mean_pairwise_distance(x):
 
 
 def score_samples(classifier, samples, class_labels):
-    """Accuracy and diversity of (W, B, 1, 28, 28) samples that asked for (B,) class_labels.
+    """Fidelity and diversity of (W, B, 1, 28, 28) samples that asked for (B,) class_labels.
 
     accuracy[k]: share of row k that the digit classifier reads as the requested digit.
-    diversity[k]: mean pairwise distance among samples of the same digit, averaged over digits
-    (distances between different digits would measure the labels, not the sampler).
-    Returns two (W,) tensors.
+    confidence[k]: the classifier's mean probability for the requested digit (keeps rising after
+        accuracy saturates).
+    diversity[k]: mean pairwise distance among samples of the same digit, averaged over digits, with each
+        image centred and scaled to unit norm first: bolder strokes (more ink) then do not count as variety,
+        and distances between different digits (which measure the labels, not the sampler) are left out.
+    Returns three (W,) tensors.
     """
-    from src.train import classify
-
     labels = torch.as_tensor(class_labels).long().reshape(-1).expand(samples.shape[1]).cpu()
-    accuracy = torch.stack([(classify(classifier, s) == labels).float().mean() for s in samples])
+    with torch.inference_mode():
+        probs = torch.stack([classifier(s.float().cpu()).softmax(dim=1) for s in samples])  # (W, B, 10)
+    accuracy = (probs.argmax(dim=2) == labels).float().mean(dim=1)
+    confidence = probs[:, torch.arange(len(labels)), labels].mean(dim=1)
+    flat = samples.flatten(2).cpu().double()
+    flat = flat - flat.mean(dim=2, keepdim=True)
+    unit = flat / flat.norm(dim=2, keepdim=True).clamp(min=1e-12)
     digits = [d for d in labels.unique() if (labels == d).sum() >= 2]
-    diversity = torch.tensor([sum(mean_pairwise_distance(s[labels == d]) for d in digits) / max(1, len(digits))
-                              for s in samples.cpu()])
-    return accuracy, diversity
+    diversity = torch.tensor([sum(mean_pairwise_distance(u[labels == d]) for d in digits) / max(1, len(digits))
+                              for u in unit])
+    return accuracy, confidence, diversity
 
 
 def read_digits(classifier, images):
