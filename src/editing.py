@@ -34,6 +34,8 @@ def guidance_epsilon_fn(unet, class_labels, guidance_scales):
     and rows with w = 0 only eps_theta(x_t, null): the rest need both, all in one UNet call.
     """
     null_label = F.null_label_of(unet)
+    if null_label is None:
+        raise ValueError("Guidance needs a class-conditional UNet (one with num_class_embeds); this one has no labels.")
 
     def epsilon_fn(x_t, t, rows):
         rows = rows.cpu()
@@ -247,7 +249,7 @@ def _labels_for_rows(class_labels, n, rows):
 
 
 def anagram_epsilon_fn(unet, class_labels, views=(lambda x: x, rot180), guidance_scale=1.0):
-    """An epsilon_fn for visual anagrams (Geng, Park, Owens 2024, Eq. 2 with averaging).
+    """An epsilon_fn for visual anagrams (Geng, Park, Owens 2024): the views' noise estimates, averaged.
 
         eps-hat(x_t) = 1/V sum_v view_v^-1( eps_theta(view_v(x_t), c_v) )
 

@@ -43,6 +43,16 @@ def test_guidance_sweep_matches_plain_sampling_at_w_0_and_1(unet, alphas_cumprod
     assert_close(swept[2], guided, atol=1e-4, rtol=1e-4)
 
 
+def test_guidance_needs_labels():
+    from diffusers import UNet2DModel
+
+    plain = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                        up_block_types=("UpBlock2D", "UpBlock2D"))
+    with pytest.raises(ValueError, match="class-conditional"):
+        E.guidance_epsilon_fn(plain, torch.tensor([0]), torch.tensor([3.0]))
+
+
 def test_clipped_epsilon_gives_the_clipped_x0(unet, alphas_cumprod):
     x_t, t = 3 * noise(2), 500
     eps_fn = E.guidance_epsilon_fn(unet, torch.tensor([0, 1]), torch.tensor([5.0, 5.0]))
