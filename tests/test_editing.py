@@ -11,13 +11,9 @@ STEPS = 5
 
 
 @pytest.fixture(scope="module")
-def unet():
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=3).eval()
+def unet(tiny_unet):
+    """conftest's tiny class-conditional UNet (8x8, 1 channel, classes 0, 1 and the null label 2)."""
+    return tiny_unet
 
 
 @pytest.fixture(scope="module")
