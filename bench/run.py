@@ -12,6 +12,7 @@ repeats, taken in turns (A, B, A, B, ...) so that a slow patch of time hurts bot
 
 Sections (the numbers are the issue's):
   sampler    1, 2, 7  F.sample vs its bare UNet calls vs diffusers.DDIMPipeline; sample of 16 and a pair
+  tuning     +        what the issue says to try: channels_last and torch's thread count, on F.sample
   seeds      3        the similar-noise experiment: the seed notebook's two batch-1 loops vs one F.sample
   grid       4        the forward-backward grid: the seed's nested loops vs F.sample with per-row starts
   big        3, 6     the similar-noise experiment and the floor on a random google/ddpm-*-256 UNet
@@ -39,7 +40,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 BUNDLED = "models/mnist-ddpm"
-SECTIONS = ("sampler", "seeds", "grid", "big", "floor", "start", "notebooks", "course")
+SECTIONS = ("sampler", "tuning", "seeds", "grid", "big", "floor", "start", "notebooks", "course")
 
 # google/ddpm-celebahq-256's UNet2DModel config.json (shared by google/ddpm-{cat,church,bedroom}-256;
 # see shared/ECOSYSTEM.md), written out so nothing is downloaded; the weights are random, which is
@@ -428,6 +429,44 @@ def section_sampler(R, b, p):
               f"<= {target:g} s", "yes" if c <= target else "no")
 
 
+
+def section_tuning(R, b, p):
+    """The CPU settings the issue asks to try, each against the course's default, on the same F.sample:
+    channels_last memory format (a copy of the UNet, channels_last input) and one torch thread instead of
+    torch's default. A ratio below 1 would mean the setting is faster and should become the default."""
+    import copy
+
+    import torch
+
+    cl = copy.deepcopy(b.unet).to(memory_format=torch.channels_last)
+    b_cl = Bench(b.name, cl, b.scheduler_config, b.alphas_cumprod)
+    threads = torch.get_num_threads()
+
+    def one_thread(noise):
+        torch.set_num_threads(1)
+        try:
+            return course_sample(b, noise, p["steps"])
+        finally:
+            torch.set_num_threads(threads)
+
+    for n in (p["batch"], p["pair"]):
+        noise = b.noise(n, 0)
+        fns = {"default": lambda: course_sample(b, noise, p["steps"]),
+               "channels_last": lambda: course_sample(b_cl, noise.to(memory_format=torch.channels_last), p["steps"])}
+        if threads > 1:
+            fns["1 thread"] = lambda: one_thread(noise)
+        times, out = timeit(fns, p["repeats"], p["warmup"])
+        R.timings(f"tuning, batch {n}, {p['steps']} steps", times)
+        base = median(times["default"])
+        for name in fns:
+            if name == "default":
+                continue
+            diff, _ = max_diff(out[name], out["default"])
+            R.row("+", f"{p['steps']}-step sample of {n}: {name} / default ({threads} threads, contiguous); "
+                  f"images differ by {diff:.1e}", fmt_time(median(times[name])), fmt_time(base),
+                  f"{median(times[name]) / base:.2f}x")
+
+
 def section_bookkeeping(R, b, p):
     """The sampler's own cost per step, without the UNet: F.sample with an epsilon_fn returning zeros vs
     the same loop over diffusers' DDIMScheduler.step. Independent of the model, nearly of the load."""
@@ -764,7 +803,7 @@ def main(argv=None):
     start = time.perf_counter()
     info = machine_info()
     R = Results()
-    b = load_bundled(args.model) if {"sampler", "seeds", "grid", "floor"} & set(wanted) else None
+    b = load_bundled(args.model) if {"sampler", "tuning", "seeds", "grid", "floor"} & set(wanted) else None
     rate = None
     flops_note = ["FLOP floor: the UNet's FLOPs per forward x images x steps / the measured matrix-multiply rate."]
     if {"floor", "big"} & set(wanted):
@@ -777,6 +816,8 @@ def main(argv=None):
         print(f"[bench] {section} ...", file=sys.stderr, flush=True)
         if section == "sampler":
             section_sampler(R, b, p)
+        elif section == "tuning":
+            section_tuning(R, b, p)
         elif section == "seeds":
             section_seeds(R, b, p, p["steps"], p["repeats"], "bundled model")
         elif section == "grid":

@@ -5,7 +5,8 @@
     python -m src.run_course --inplace  # also store the outputs in notebooks/ (what GitHub shows)
     python -m src.run_course 03 05      # only the notebooks whose names start with these
 
-One line per notebook; exit status 1 with the failing cell's error if any notebook fails.
+One line per notebook (its time, and its slowest cell); each notebook's cell times go to
+output/course_N/<notebook>.timings.json. Exit status 1 with the failing cell's error if any notebook fails.
 Notebooks run two at a time with one CPU thread each: on a 2-core laptop that is faster than one at
 a time with two threads (torch's threads spin-wait for each other).
 """
@@ -21,9 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from src.functions import PROJECT_ROOT
-
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # as in src/functions.py, without importing torch here
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
+RUN_TIMES = "run_times.json"  # beside the notebooks: seconds per notebook in the last --inplace run
 
 
 def next_run_folder(base):
@@ -36,6 +37,42 @@ def next_run_folder(base):
     return folder
 
 
+def cell_timings(nb):
+    """[{cell, seconds, first line}] for each executed code cell, from nbclient's timestamps."""
+    from datetime import datetime
+
+    rows = []
+    for i, cell in enumerate(nb.cells):
+        stamps = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in stamps and "shell.execute_reply" in stamps:
+            start, end = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            rows.append({"cell": i, "seconds": round((end - start).total_seconds(), 2),
+                         "code": cell.source.splitlines()[0][:80] if cell.source else ""})
+    return rows
+
+
+def longest_first(paths, base):
+    """Order notebooks by their time in the newest earlier run, longest first (unknown ones first of all):
+    with two at a time, starting the long ones early keeps both cores busy to the end. A fresh checkout has
+    no runs yet; then the times stored with the notebooks by the last --inplace run (run_times.json) count."""
+    runs = sorted((p for p in base.glob("course_*") if p.name[7:].isdigit()), key=lambda p: int(p.name[7:]))
+    seconds = {}
+    stored = Path(paths[0]).parent / RUN_TIMES if paths else None
+    if stored is not None and stored.exists():
+        try:
+            seconds.update({k: float(v) for k, v in json.loads(stored.read_text()).items()})
+        except (ValueError, AttributeError, TypeError):
+            pass
+    for run in runs:  # newer runs overwrite older ones
+        for f in run.glob("*.timings.json"):
+            try:
+                seconds[f.name[:-len(".timings.json")]] = sum(r["seconds"] for r in json.loads(f.read_text()))
+            except (ValueError, KeyError, TypeError):
+                pass
+    return sorted(paths, key=lambda p: -seconds.get(p.stem, float("inf")))
+
+
 def execute(path, out_dir, inplace=False, timeout=900):
     """Execute one notebook (in a fresh kernel, cwd = notebooks/), write .ipynb and .html; returns (ok, message)."""
     import nbformat
@@ -44,7 +81,7 @@ def execute(path, out_dir, inplace=False, timeout=900):
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(path.parent)}})
     ok, message = True, ""
     try:
@@ -53,6 +90,8 @@ def execute(path, out_dir, inplace=False, timeout=900):
         ok = False
         lines = [l for l in str(e).strip().splitlines() if l.strip()]
         message = lines[-1] if lines else repr(e)
+    timings = cell_timings(nb)
+    (out_dir / path.with_suffix(".timings.json").name).write_text(json.dumps(timings, indent=1))
     for cell in nb.cells:  # no timestamps: a rerun changes only what the code changes
         cell.get("metadata", {}).pop("execution", None)
     nbformat.write(nb, out_dir / path.name)
@@ -62,7 +101,9 @@ def execute(path, out_dir, inplace=False, timeout=900):
     return ok, message
 
 
-def main(argv=None):
+def main(argv=None, notebooks=NOTEBOOKS, output=None):
+    """The command line; notebooks and output (default: notebooks/ and output/) are folders for the tests."""
+    output = PROJECT_ROOT / "output" if output is None else Path(output)
     parser = argparse.ArgumentParser(prog="python -m src.run_course", description="Run every notebook headless.")
     parser.add_argument("only", nargs="*", help="run only notebooks whose names start with these (e.g. 01 05)")
     parser.add_argument("--fast", action="store_true", help="smoke mode: COURSE_FAST=1")
@@ -75,17 +116,19 @@ def main(argv=None):
         print(json.dumps({"ok": ok, "message": message}))
         return 0 if ok else 1
 
-    paths = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if not args.only or p.name.startswith(tuple(args.only)))
+    paths = sorted(p for p in Path(notebooks).glob("*.ipynb") if not args.only or p.name.startswith(tuple(args.only)))
     if not paths:
         print("No notebooks matched.", file=sys.stderr)
         return 2
-    out_dir = next_run_folder(PROJECT_ROOT / "output")
+    paths = longest_first(paths, output)
+    out_dir = next_run_folder(output)
+    shown = out_dir.relative_to(PROJECT_ROOT) if out_dir.is_relative_to(PROJECT_ROOT) else out_dir
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if args.fast:
         env["COURSE_FAST"] = "1"
     if args.jobs > 1:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
-    print(f"Running {len(paths)} notebooks ({'smoke mode' if args.fast else 'config.yaml'}) -> {out_dir.relative_to(PROJECT_ROOT)}/",
+    print(f"Running {len(paths)} notebooks ({'smoke mode' if args.fast else 'config.yaml'}) -> {shown}/",
           flush=True)
 
     def run(path):
@@ -97,6 +140,11 @@ def main(argv=None):
         except (IndexError, json.JSONDecodeError):
             result = {"ok": False, "message": (proc.stderr.strip().splitlines() or ["the worker crashed"])[-1]}
         status = "ok" if result["ok"] else f"FAILED: {result['message']}"
+        timings = out_dir / path.with_suffix(".timings.json").name
+        if result["ok"] and timings.exists():
+            slowest = max(json.loads(timings.read_text()), key=lambda r: r["seconds"], default=None)
+            if slowest:
+                status += f"  (slowest cell [{slowest['cell']}]: {slowest['seconds']:.1f} s)"
         print(f"  {path.stem:<28} {time.perf_counter() - t0:6.1f} s  {status}", flush=True)
         return result["ok"]
 
@@ -104,8 +152,17 @@ def main(argv=None):
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(run, paths))
     failed = results.count(False)
+    if args.inplace:
+        times = {}
+        for path in paths:
+            f = out_dir / path.with_suffix(".timings.json").name
+            if f.exists():
+                times[path.stem] = round(sum(r["seconds"] for r in json.loads(f.read_text())), 1)
+        stored = Path(notebooks) / RUN_TIMES
+        old = json.loads(stored.read_text()) if stored.exists() else {}
+        stored.write_text(json.dumps(dict(sorted({**old, **times}.items())), indent=1) + "\n")
     print(f"{len(paths) - failed}/{len(paths)} notebooks ran in {time.perf_counter() - t0:.0f} s; "
-          f"executed notebooks and HTML in {out_dir.relative_to(PROJECT_ROOT)}/")
+          f"executed notebooks and HTML in {shown}/")
     return 1 if failed else 0
 
 
