@@ -79,6 +79,12 @@ def loss_figure(folder="models/mnist-ddpm"):
     ax.plot(steps[49:], smooth, color="C0", label="mean of 50")
     ax.set(xlabel="optimizer step", ylabel=r"$L_{simple}$ (DDPM Eq. 14)", yscale="log",
            title="Training the bundled model")
+    # where a run was resumed with a longer --steps (the learning-rate schedule restarts there)
+    log = PROJECT_ROOT / folder / "training.json"
+    runs = json.loads(log.read_text()).get("runs", []) if log.exists() else []
+    for run in runs[:-1]:
+        ax.axvline(run["until_step"], color="C3", ls="--", lw=1)
+        ax.annotate(" resumed", (run["until_step"], ax.get_ylim()[1]), va="top", color="C3", fontsize=9)
     ax.legend()
     fig.tight_layout()
     return fig

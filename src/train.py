@@ -164,13 +164,15 @@ def train_diffusion(unet, images, labels=None, *, steps, batch_size=64, lr=1.5e-
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     alphas_cumprod = alphas_cumprod_from_betas(linear_betas(1000)).to(device)
     generator = torch.Generator().manual_seed(seed)
-    losses, start, elapsed = [], 0, 0.0
+    losses, start, elapsed, runs = [], 0, 0.0, []
     out = Path(PROJECT_ROOT / out) if out is not None else None
     if resume and out is not None and (out / "checkpoint.pt").exists():
         ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=False)
         unet.load_state_dict(ckpt["model"]); ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"]); generator.set_state(ckpt["generator"])
         start, losses, elapsed = ckpt["step"], ckpt["losses"], ckpt.get("elapsed", 0.0)
+        runs = ckpt.get("runs", [])
+    runs.append({"from_step": start, "until_step": start, "seconds": 0.0})  # this run, in the log
     images = images.to(device)
     labels = labels.to(device) if labels is not None else None
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="training")
@@ -192,13 +194,14 @@ def train_diffusion(unet, images, labels=None, *, steps, batch_size=64, lr=1.5e-
         done = step + 1
         if done % save_every == 0 or done == steps:
             if out is not None:
-                _save_run(out, unet, ema, opt, generator, done, losses, time.perf_counter() - t0)
+                runs[-1].update(until_step=done, seconds=round(time.perf_counter() - t0 - elapsed, 1))
+                _save_run(out, unet, ema, opt, generator, done, losses, time.perf_counter() - t0, runs)
             if callback is not None:
                 callback(done, ema)
     return ema, losses
 
 
-def _save_run(out, unet, ema, opt, generator, step, losses, elapsed):
+def _save_run(out, unet, ema, opt, generator, step, losses, elapsed, runs):
     """EMA weights in diffusers layout (what ships), the loss log, and a resumable checkpoint."""
     from diffusers import DDPMScheduler
 
@@ -211,10 +214,13 @@ def _save_run(out, unet, ema, opt, generator, step, losses, elapsed):
         w = csv.writer(f)
         w.writerow(["step", "loss"])
         w.writerows((i + 1, f"{l:.5f}") for i, l in enumerate(losses))
-    (out / "training.json").write_text(json.dumps({"steps": step, "seconds": round(elapsed, 1)}, indent=1))
+    # runs: one entry per (resumed) run; a resumed run with a larger --steps restarts the LR schedule
+    (out / "training.json").write_text(json.dumps({"steps": step, "seconds": round(elapsed, 1), "runs": runs},
+                                                  indent=1))
     tmp = out / "checkpoint.pt.tmp"
     torch.save({"model": unet.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "generator": generator.get_state(), "step": step, "losses": losses, "elapsed": elapsed}, tmp)
+                "generator": generator.get_state(), "step": step, "losses": losses, "elapsed": elapsed,
+                "runs": runs}, tmp)
     tmp.replace(out / "checkpoint.pt")
 
 
@@ -254,23 +260,46 @@ def train_classifier(out="models/digit-classifier", epochs=12, batch_size=128, l
     return accuracy
 
 
+def check_out_folder(out, resume, overwrite, steps=None):
+    """One sentence if training into `out` would lose work or cannot do what was asked; None if fine."""
+    out = PROJECT_ROOT / out
+    checkpoint = out / "checkpoint.pt"
+    if resume:
+        if not checkpoint.exists():
+            return (f"--resume needs {checkpoint}, which does not exist (the optimizer state is not in git: "
+                    "a fresh checkout cannot resume)")
+        done = torch.load(checkpoint, map_location="cpu", weights_only=False)["step"]
+        if steps is not None and steps <= done:
+            return f"--steps {steps} is not more than the {done} steps the checkpoint has done; ask for more"
+        return None
+    if out.is_dir() and any(out.glob("*.safetensors")) and not overwrite:
+        return (f"{out} already holds a trained model; pass --out with a new folder, --resume to continue it, "
+                "or --overwrite to replace it")
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m src.train", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     d = sub.add_parser("ddpm", help="train the class-conditional MNIST DDPM")
-    d.add_argument("--steps", type=int, default=6000)
+    d.add_argument("--steps", type=int, default=6500, help="total optimizer steps (with --resume: including done)")
     d.add_argument("--batch-size", type=int, default=64)
     d.add_argument("--lr", type=float, default=1.5e-3)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="models/mnist-ddpm")
     d.add_argument("--save-every", type=int, default=250)
     d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    d.add_argument("--device", default="auto", help="auto (cuda if there is one), cpu or cuda")
+    d.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda if there is one")
+    d.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     d.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     c = sub.add_parser("classifier", help="train the digit classifier that grades samples")
     c.add_argument("--out", default="models/digit-classifier")
     c.add_argument("--epochs", type=int, default=12)
+    c.add_argument("--overwrite", action="store_true", help="replace a classifier already in OUT")
     args = parser.parse_args(argv)
+    problem = check_out_folder(args.out, getattr(args, "resume", False), args.overwrite, getattr(args, "steps", None))
+    if problem:
+        parser.error(problem)
     if args.what == "classifier":
         print(f"held-out accuracy: {train_classifier(args.out, args.epochs):.4f}")
         return
