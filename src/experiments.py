@@ -409,14 +409,11 @@ def plot_class_change(result, change, alphas_cumprod):
 def plot_level_grid(x0, result, names, seed=0):
     """The reconstruction grid: a first row with x_0 and its x_t at every strength (columns) for the first image,
     then one row per image: x_0 and its x_0' from every strength. x0: (N,C,H,W). Returns the figure."""
-    K = len(result["strengths"])
     first = torch.cat([x0[:1].cpu(), result["x_t"][seed, :, 0]])[None]
     rows = torch.cat([first, torch.cat([x0.cpu()[:, None], result["recon"][seed].transpose(0, 1)], dim=1)])
-    titles = ["$x_0$"] + [f"{s:g}T, t={t}" for s, t in zip(result["strengths"].tolist(), result["timesteps"].tolist())]
-    titles += [""] * (rows.shape[0] * rows.shape[1] - len(titles))
-    return F.show_images(rows.flatten(0, 1), titles=titles, ncols=K + 1, size=1.25,
-                         row_labels=[f"$x_t$, {names[0]}"] + list(names),
-                         suptitle="reconstructions $x_0'$ from increasing noise levels (columns)")
+    titles = ["$x_0$"] + [f"{s:g}T\nt={t}" for s, t in zip(result["strengths"].tolist(), result["timesteps"].tolist())]
+    return F.show_image_table(rows, row_labels=[f"$x_t$, {names[0]}"] + list(names), col_labels=titles, size=1.0,
+                              title="reconstructions $x_0'$ from increasing noise levels (columns)")
 
 
 def level_table(result, metrics, unrelated, alphas_cumprod):

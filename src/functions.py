@@ -713,10 +713,12 @@ def animation_html(frames, titles=None, interval=500, size=3.0):
 
 
 def show_image_table(rows, row_labels=None, col_labels=None, title=None, xlabel=None, ylabel=None, size=1.2,
-                     padding=2):
-    """A figure of images in a table, with labelled rows and columns (one imshow, so 100+ cells stay fast).
+                     padding=2, cell_labels=None):
+    """A figure of images in a table, with labelled rows and columns (one imshow, so 100+ cells stay fast:
+    show_images makes one matplotlib axis per image, about 15 ms each to create and again to draw).
 
     rows: a list of rows, each a list (or tensor) of (C, H, W) images in [-1, 1]; a None cell is left white.
+    cell_labels: optional rows of short strings, written into the top-left corner of each cell.
     Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
@@ -740,6 +742,11 @@ def show_image_table(rows, row_labels=None, col_labels=None, title=None, xlabel=
     ax.spines[:].set_visible(False)
     ax.set_xlabel(xlabel or "")
     ax.set_ylabel(ylabel or "")
+    for r, row in enumerate(cell_labels or []):
+        for k, text in enumerate(row):
+            if text:
+                ax.text(padding + k * (W + padding) + 0.5, padding + r * (H + padding) + 0.5, text, color="yellow",
+                        fontsize=8, ha="left", va="top")
     if title:
         ax.set_title(title, fontsize=11)
     fig.tight_layout()
