@@ -217,5 +217,9 @@ def test_level_reports_and_grid(unet, alphas_cumprod):
     report = E.class_change_report(["a", "b"], change, r, alphas_cumprod)
     assert "a: first another digit at strength never, 1" in report and "fewer than half" in report
     fig = E.plot_level_grid(x0, r, ["a", "b"])
-    assert len(fig.axes) == 3 * 3
+    (ax,) = fig.axes  # one table: rows x_t of the first image, then each image; columns x_0 and each strength
+    side = 3 * (x0.shape[-1] + 2) + 2  # 3 cells of 8 px, 2 px of padding around each
+    assert ax.images[0].get_array().shape[:2] == (side, side)
+    assert len(ax.get_xticklabels()) == 3 and ax.get_xticklabels()[0].get_text() == "$x_0$"
+    assert [t.get_text() for t in ax.get_yticklabels()][1:] == ["a", "b"]
     plt.close("all")
