@@ -82,7 +82,7 @@ def loss_figure(folder="models/mnist-ddpm"):
     ax.plot(steps[49:], smooth, color="C0", label="mean of 50")
     ax.set(xlabel="optimizer step", ylabel=r"$L_{simple}$ (DDPM Eq. 14)", yscale="log",
            title="Training the bundled model")
-    # where a run was resumed with a longer --steps (the learning-rate schedule restarts there)
+    # where a run was resumed with a longer --steps (the learning rate jumps back up there)
     log = PROJECT_ROOT / folder / "training.json"
     runs = json.loads(log.read_text()).get("runs", []) if log.exists() else []
     for run in runs[:-1]:

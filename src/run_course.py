@@ -53,6 +53,14 @@ def cell_timings(nb):
     return rows
 
 
+def notebook_seconds(timings_file):
+    """A notebook's total cell time from its .timings.json (written by execute); None if unreadable."""
+    try:
+        return round(sum(r["seconds"] for r in json.loads(Path(timings_file).read_text())), 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def longest_first(paths, base):
     """Order notebooks by their time in the newest earlier run, longest first (unknown ones first of all):
     with two at a time, starting the long ones early keeps both cores busy to the end. A fresh checkout has
@@ -67,10 +75,8 @@ def longest_first(paths, base):
             pass
     for run in runs:  # newer runs overwrite older ones
         for f in run.glob("*.timings.json"):
-            try:
-                seconds[f.name[:-len(".timings.json")]] = sum(r["seconds"] for r in json.loads(f.read_text()))
-            except (ValueError, KeyError, TypeError):
-                pass
+            if (total := notebook_seconds(f)) is not None:
+                seconds[f.name[:-len(".timings.json")]] = total
     return sorted(paths, key=lambda p: -seconds.get(p.stem, float("inf")))
 
 
@@ -171,12 +177,9 @@ def main(argv=None, notebooks=NOTEBOOKS, output=None):
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(run, paths))
     failed = results.count(False)
-    if args.inplace:
-        times = {}
-        for path in paths:
-            f = out_dir / path.with_suffix(".timings.json").name
-            if f.exists():
-                times[path.stem] = round(sum(r["seconds"] for r in json.loads(f.read_text())), 1)
+    if args.inplace:  # the order a fresh checkout will use (longest_first)
+        times = {p.stem: notebook_seconds(out_dir / p.with_suffix(".timings.json").name) for p in paths}
+        times = {k: v for k, v in times.items() if v is not None}
         stored = Path(notebooks) / RUN_TIMES
         old = json.loads(stored.read_text()) if stored.exists() else {}
         stored.write_text(json.dumps(dict(sorted({**old, **times}.items())), indent=1) + "\n")

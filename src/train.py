@@ -215,7 +215,7 @@ def _save_run(out, unet, ema, opt, generator, step, losses, elapsed, runs):
         w = csv.writer(f)
         w.writerow(["step", "loss"])
         w.writerows((i + 1, f"{l:.5f}") for i, l in enumerate(losses))
-    # runs: one entry per (resumed) run; a resumed run with a larger --steps restarts the LR schedule
+    # runs: one entry per (resumed) run; a larger --steps on resume stretches the LR schedule from there on
     (out / "training.json").write_text(json.dumps({"steps": step, "seconds": round(elapsed, 1), "runs": runs},
                                                   indent=1))
     tmp = out / "checkpoint.pt.tmp"
@@ -269,7 +269,7 @@ def check_out_folder(out, resume, overwrite, steps=None):
         if not checkpoint.exists():
             return (f"--resume needs {checkpoint}, which does not exist (the optimizer state is not in git: "
                     "a fresh checkout cannot resume)")
-        done = torch.load(checkpoint, map_location="cpu", weights_only=False)["step"]
+        done = json.loads((out / "training.json").read_text())["steps"]  # written with every checkpoint
         if steps is not None and steps <= done:
             return f"--steps {steps} is not more than the {done} steps the checkpoint has done; ask for more"
         return None
