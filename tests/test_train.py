@@ -71,3 +71,15 @@ def test_resume_asks_for_more_steps_than_done(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["ddpm", "--resume", "--steps", "3", "--out", str(tmp_path / "cut")])
     assert "not more than the 3 steps" in capsys.readouterr().err
+
+
+def test_command_line_resume_keeps_the_folders_architecture(tmp_path):
+    """--channels sets the widths; --resume must rebuild the checkpoint's widths, not the default ones."""
+    from src.train import main
+
+    out = str(tmp_path / "narrow")
+    main(["ddpm", "--steps", "2", "--batch-size", "4", "--channels", "8,16", "--save-every", "1", "--out", out])
+    main(["ddpm", "--resume", "--steps", "3", "--batch-size", "4", "--save-every", "1", "--out", out])
+    config = json.loads((tmp_path / "narrow" / "config.json").read_text())
+    assert config["block_out_channels"] == [8, 16]
+    assert json.loads((tmp_path / "narrow" / "training.json").read_text())["steps"] == 3
