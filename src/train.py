@@ -279,6 +279,18 @@ def check_out_folder(out, resume, overwrite, steps=None):
     return None
 
 
+def channel_list(text):
+    """--channels: comma-separated widths, each a positive multiple of 8 (the UNet's GroupNorm uses 8 groups)."""
+    try:
+        channels = [int(c) for c in text.split(",")]
+    except ValueError:
+        channels = []
+    if not channels or any(c <= 0 or c % 8 for c in channels):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive multiples of 8 "
+                                         "(e.g. 16,32,64)")
+    return channels
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m src.train", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -293,7 +305,7 @@ def main(argv=None):
     d.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda if there is one")
     d.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     d.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    d.add_argument("--channels", default="16,32,64",
+    d.add_argument("--channels", type=channel_list, default="16,32,64",
                    help="the UNet's block_out_channels, one per resolution (with --resume: read from OUT)")
     c = sub.add_parser("classifier", help="train the digit classifier that grades samples")
     c.add_argument("--out", default="models/digit-classifier")
@@ -312,10 +324,11 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     images, labels = load_mnist("train")
     t0 = time.perf_counter()
-    channels = [int(c) for c in args.channels.split(",")]
+    channels = args.channels
     if args.resume:  # the checkpoint's architecture, whatever --channels says
         channels = json.loads((Path(args.out) / "config.json").read_text())["block_out_channels"]
-    train_diffusion(make_unet(block_out_channels=channels), images, labels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    train_diffusion(make_unet(block_out_channels=channels), images, labels, steps=args.steps,
+                    batch_size=args.batch_size, lr=args.lr,
                     seed=args.seed, device=device, out=args.out, save_every=args.save_every, resume=args.resume)
     print(f"done: {args.steps} steps in {time.perf_counter() - t0:.0f} s this run; weights in {args.out}")
 

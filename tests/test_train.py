@@ -52,6 +52,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     (["classifier"], "already holds a trained model"),                # nor the classifier that grades it
     (["ddpm", "--resume"], "--resume needs"),                         # a fresh checkout has no optimizer state
     (["ddpm", "--device", "tpu"], "invalid choice"),
+    (["ddpm", "--channels", "16,x"], "positive multiples of 8"),      # one sentence, not a traceback
+    (["ddpm", "--channels", "12,24"], "positive multiples of 8"),     # GroupNorm(8) would fail deep in diffusers
 ])
 def test_training_refuses_before_any_work(argv, says, capsys):
     from src.train import main
