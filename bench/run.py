@@ -228,8 +228,22 @@ def course_sample(b, noise, steps, start_index=0, return_trajectory=False):
                     clip_sample=b.clip_sample, return_trajectory=return_trajectory, progress=False)
 
 
+def course_sample_plain(b, noise, steps):
+    """F.sample with the UNet called as a plain module (diffusers' forward, Python and all), not through
+    F.unet_forward's TorchScript trace: the course before the trace, for the tuning section."""
+    import torch
+    from src import functions as F
+
+    def plain_epsilon(x_t, t, rows):
+        labels = None if b.null_label is None else torch.full((len(x_t),), b.null_label, dtype=torch.long)
+        return b.unet(x_t, torch.full((len(x_t),), int(t), dtype=torch.long), class_labels=labels).sample
+    return F.sample(b.unet, noise, b.alphas_cumprod, steps, eta=0.0, clip_sample=b.clip_sample,
+                    epsilon_fn=plain_epsilon, progress=False)
+
+
 def bare_forwards(b, noise, steps):
-    """Only the UNet calls F.sample makes: S forwards on the same batch, inputs prepared beforehand."""
+    """Only the UNet calls F.sample makes (F.unet_forward: S forwards on the same batch), inputs prepared
+    beforehand."""
     import torch
     from src import functions as F
 
@@ -240,36 +254,39 @@ def bare_forwards(b, noise, steps):
     def run():
         with torch.inference_mode():
             for t in ts:
-                out = b.unet(noise, t, class_labels=labels).sample
+                out = F.unet_forward(b.unet, noise, t, labels)
         return out
     return run
 
 
 def make_pipeline(b):
-    """diffusers.DDIMPipeline on the same UNet. The pipeline calls unet(image, t) without a class label,
-    which a class-conditional UNet rejects, so a forward pre-hook adds the "no class" label (returned:
-    remove it after use). An unconditional UNet gets no hook."""
-    import torch
+    """diffusers.DDIMPipeline on the same UNet."""
     from diffusers import DDIMPipeline
 
     pipe = DDIMPipeline(unet=b.unet, scheduler=b.ddim_scheduler())
     pipe.set_progress_bar_config(disable=True)
-    if b.null_label is None:
-        return pipe, None
+    return pipe
+
+
+def pipeline_images(b, pipe, n, steps, seed):
+    """DDIMPipeline's images as a (B, C, H, W) tensor in [0, 1] (output_type="pt": no PIL, no NumPy).
+
+    The pipeline calls unet(image, t) without a class label, which a class-conditional UNet rejects, so
+    a forward pre-hook adds the "no class" label for the length of the call (on the UNet all the time, it
+    would also switch the course's F.unet_forward to plain calls, which skip no hooks)."""
+    import torch
 
     def add_null_label(module, args, kwargs):
         if kwargs.get("class_labels") is None and len(args) < 3:
             kwargs["class_labels"] = torch.full((args[0].shape[0],), b.null_label, dtype=torch.long)
         return args, kwargs
-    return pipe, b.unet.register_forward_pre_hook(add_null_label, with_kwargs=True)
-
-
-def pipeline_images(pipe, n, steps, seed):
-    """DDIMPipeline's images as a (B, C, H, W) tensor in [0, 1] (output_type="pt": no PIL, no NumPy)."""
-    import torch
-
-    return pipe(batch_size=n, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
-                output_type="pt").images
+    hook = None if b.null_label is None else b.unet.register_forward_pre_hook(add_null_label, with_kwargs=True)
+    try:
+        return pipe(batch_size=n, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
+                    output_type="pt").images
+    finally:
+        if hook is not None:
+            hook.remove()
 
 
 def course_images(b, n, steps, seed):
@@ -401,30 +418,28 @@ def mm_rate(n, repeats):
 
 def section_sampler(R, b, p):
     """Issue items 1, 2 and 7: F.sample vs its bare UNet calls vs DDIMPipeline, batch 16 and a pair."""
-    pipe, hook = make_pipeline(b)
-    try:
-        for n in (p["batch"], p["pair"]):
-            noise = b.noise(n, 0)
-            times, out = timeit({
-                "course F.sample": lambda: course_images(b, n, p["steps"], seed=0),
-                "bare UNet calls": bare_forwards(b, noise, p["steps"]),
-                "DDIMPipeline": lambda: pipeline_images(pipe, n, p["steps"], seed=0),
-            }, p["repeats"], p["warmup"])
-            R.timings(f"sampler, batch {n}, {p['steps']} steps", times)
-            c, bare, ref = (median(times[k]) for k in ("course F.sample", "bare UNet calls", "DDIMPipeline"))
-            R.measured[f"course_{n}"] = c
-            R.measured[f"bare_{n}"] = bare
-            what = f"{p['steps']}-step DDIM sample of {n}"
-            R.ratio_row(1, f"Sampler overhead, {what}: F.sample / its {p['steps']} bare UNet calls", c, bare, 1.03)
-            R.ratio_row(2, f"{what}: F.sample / diffusers DDIMPipeline", c, ref, 1.0)
-            R.equal_row(2, f"{what}: course images = DDIMPipeline images", *max_diff(out["course F.sample"],
-                                                                                       out["DDIMPipeline"]))
-    finally:
-        if hook is not None:
-            hook.remove()
+    pipe = make_pipeline(b)
+    for n in (p["batch"], p["pair"]):
+        noise = b.noise(n, 0)
+        times, out = timeit({
+            "course F.sample": lambda: course_images(b, n, p["steps"], seed=0),
+            "bare UNet calls": bare_forwards(b, noise, p["steps"]),
+            "DDIMPipeline": lambda: pipeline_images(b, pipe, n, p["steps"], seed=0),
+        }, p["repeats"], p["warmup"])
+        R.timings(f"sampler, batch {n}, {p['steps']} steps", times)
+        c, bare, ref = (median(times[k]) for k in ("course F.sample", "bare UNet calls", "DDIMPipeline"))
+        R.measured[f"course_{n}"] = c
+        R.measured[f"bare_{n}"] = bare
+        what = f"{p['steps']}-step DDIM sample of {n}"
+        R.ratio_row(1, f"Sampler overhead, {what}: F.sample / its {p['steps']} bare UNet calls", c, bare, 1.03)
+        R.ratio_row(2, f"{what}: F.sample / diffusers DDIMPipeline", c, ref, 1.0)
+        R.equal_row(2, f"{what}: course images = DDIMPipeline images", *max_diff(out["course F.sample"],
+                                                                                   out["DDIMPipeline"]))
     R.notes.append("Sampler rows: the course side is noise drawn from a seeded generator + F.sample + mapping to "
                    "[0, 1], the same work DDIMPipeline(output_type=\"pt\") does; the bare side is only the S UNet "
-                   "calls, on inputs made beforehand. The pipeline gets the class-conditional UNet's \"no class\" "
+                   "calls (F.unet_forward, as F.sample makes them), on inputs made beforehand. F.unet_forward runs "
+                   "a TorchScript trace of the UNet on the CPU (same kernels, bit-identical output); the pipeline "
+                   "calls the UNet module itself. The pipeline gets the class-conditional UNet's \"no class\" "
                    "label through a forward pre-hook (it passes none); F.sample uses the same label by default.")
     section_bookkeeping(R, b, p)
     for n, target in ((p["batch"], 2.0), (p["pair"], 1.0)):
@@ -436,6 +451,7 @@ def section_sampler(R, b, p):
 
 def section_tuning(R, b, p):
     """The CPU settings the issue asks to try, each against the course's default, on the same F.sample:
+    the UNet called as a plain module instead of F.unet_forward's trace (the course before the trace),
     channels_last memory format (a copy of the UNet, channels_last input) and one torch thread instead of
     torch's default. A ratio below 1 would mean the setting is faster and should become the default."""
     import copy
@@ -456,6 +472,7 @@ def section_tuning(R, b, p):
     for n in (p["batch"], p["pair"]):
         noise = b.noise(n, 0)
         fns = {"default": lambda: course_sample(b, noise, p["steps"]),
+               "plain UNet calls (no trace)": lambda: course_sample_plain(b, noise, p["steps"]),
                "channels_last": lambda: course_sample(b_cl, noise.to(memory_format=torch.channels_last), p["steps"])}
         if threads > 1:
             fns["1 thread"] = lambda: one_thread(noise)

@@ -45,7 +45,7 @@ def guidance_epsilon_fn(unet, class_labels, guidance_scales):
         n_cond = int(need_cond.sum())
         xs = torch.cat([x_t[need_cond], x_t[need_uncond]])
         labs = torch.cat([labels[need_cond], torch.full_like(labels[need_uncond], null_label)])
-        out = unet(xs, torch.full((len(xs),), int(t), device=x_t.device), class_labels=labs).sample
+        out = F.unet_forward(unet, xs, torch.full((len(xs),), int(t), device=x_t.device), labs)
         eps_cond, eps_uncond = torch.zeros_like(x_t), torch.zeros_like(x_t)
         eps_cond[need_cond], eps_uncond[need_uncond] = out[:n_cond], out[n_cond:]
         guided = eps_uncond + w * (eps_cond - eps_uncond)
