@@ -301,13 +301,19 @@ class _UNetCall(torch.nn.Module):
         return self.unet(x_t, t, class_labels=class_labels, return_dict=False)[0]
 
 
-_TRACES = weakref.WeakKeyDictionary()  # unet -> {input signature: TorchScript trace}; dropped with the unet
+class _Traces:
+    """A UNet's traces by input signature, and the hook dicts of its modules (a hook added later shows there).
+    Holds no reference to the UNet itself, so the entry in _TRACES goes when the UNet does."""
+
+    def __init__(self, unet):
+        from torch.nn.modules import module
+
+        self.hooks = [d for m in unet.modules() for d in (m._forward_hooks, m._forward_pre_hooks)]
+        self.hooks += [module._global_forward_hooks, module._global_forward_pre_hooks]
+        self.by_signature = {}
 
 
-def _can_trace(unet, x_t):
-    # a trace skips Python: hooks would not run, and autograd/training need the module itself
-    return (x_t.device.type == "cpu" and not torch.is_grad_enabled() and not unet.training
-            and not any(m._forward_hooks or m._forward_pre_hooks for m in unet.modules()))
+_TRACES = weakref.WeakKeyDictionary()  # unet -> _Traces
 
 
 def unet_forward(unet, x_t, t, class_labels=None):
@@ -316,23 +322,28 @@ def unet_forward(unet, x_t, t, class_labels=None):
     t: (B,) timesteps; class_labels: (B,) labels, or None for an unconditional UNet.
     On the CPU, in inference, the UNet runs as a TorchScript trace of itself: the same weights (shared,
     not copied) and the same kernels, so the output is bit-identical (tests/test_functions.py), minus the
-    Python work of some 200 module calls per forward - about a third of a call's time at batch 1-2 for
+    Python work of some 140 module calls per forward - about a third of a call's time at batch 1-2 for
     the course's small model (bench/results.md). One trace per UNet and input signature, made on first
     use (a fraction of a second); it follows the batch size, since the only Python branch diffusers takes
-    on it (a .contiguous() from batch 64) is part of the signature. Anywhere else the plain call runs.
+    on it (a .contiguous() from batch 64) is part of the signature. The plain call runs where a trace
+    would skip something: gradients (training), a UNet in train mode, hooks, or a GPU. A trace is of the
+    UNet as it was: after swapping its modules or attention processors, start from a fresh UNet.
     """
-    if not _can_trace(unet, x_t):
+    if x_t.device.type != "cpu" or torch.is_grad_enabled() or unet.training:
+        return unet(x_t, t, class_labels=class_labels).sample
+    traces = _TRACES.get(unet)
+    if traces is None:
+        traces = _TRACES[unet] = _Traces(unet)
+    if any(traces.hooks):
         return unet(x_t, t, class_labels=class_labels).sample
     inputs = (x_t, t) if class_labels is None else (x_t, t, class_labels)
     weights = next(unet.parameters())
     signature = (tuple(x_t.shape[1:]), x_t.shape[0] >= 64, tuple((a.dim(), a.dtype) for a in inputs),
                  weights.dtype, weights.data_ptr())  # a new weight tensor (.to(), assign) needs a new trace
-    traces = _TRACES.setdefault(unet, {})
-    if signature not in traces:
-        traces[signature] = _trace(unet, inputs)
-    if traces[signature] is None:
-        return unet(x_t, t, class_labels=class_labels).sample
-    return traces[signature](*inputs)
+    if signature not in traces.by_signature:
+        traces.by_signature[signature] = _trace(unet, inputs)
+    trace = traces.by_signature[signature]
+    return unet(x_t, t, class_labels=class_labels).sample if trace is None else trace(*inputs)
 
 
 def _trace(unet, inputs):

@@ -357,7 +357,7 @@ def test_unet_forward_is_bit_identical_to_the_module_at_any_batch_size(tiny_unet
         for i, batch in enumerate([2, 1, 5, 65, 2]):
             x, t, labels = _inputs(unet, batch, seed=i)
             assert torch.equal(F.unet_forward(unet, x, t, labels), unet(x, t, class_labels=labels).sample), batch
-    assert len(F._TRACES[unet]) == 2  # batch < 64 and batch >= 64: the trace was used, and reused
+    assert len(F._TRACES[unet].by_signature) == 2  # batch < 64 and batch >= 64: the trace was used, and reused
 
 
 def test_unet_forward_follows_the_weights(tiny_unet):
@@ -380,7 +380,7 @@ def test_unet_forward_follows_the_weights(tiny_unet):
         unet.double()
         out = F.unet_forward(unet, x.double(), t, labels)
         assert out.dtype == torch.float64 and torch.equal(out, unet(x.double(), t, class_labels=labels).sample)
-    assert len(F._TRACES[unet]) == 2
+    assert len(F._TRACES[unet].by_signature) == 2
 
 
 def test_unet_forward_calls_the_module_when_a_trace_would_skip_something(tiny_unet):
@@ -388,16 +388,21 @@ def test_unet_forward_calls_the_module_when_a_trace_would_skip_something(tiny_un
     x, t, labels = _inputs(unet, 2, seed=0)
     out = F.unet_forward(unet, x, t, labels)  # gradients on: training needs autograd through the module
     assert out.requires_grad and out.grad_fn is not None
+    assert not F._TRACES.get(unet)  # no trace made
+    with torch.inference_mode():
+        F.unet_forward(unet, x, t, labels)
+    assert len(F._TRACES[unet].by_signature) == 1
     calls = []
-    hook = unet.mid_block.register_forward_hook(lambda *args: calls.append(1))
+    hook = unet.mid_block.register_forward_hook(lambda *args: calls.append(1))  # after the trace was made
     with torch.inference_mode():
         F.unet_forward(unet, x, t, labels)
     hook.remove()
     assert calls == [1]  # a hook (the benchmark's label hook, a student's probe) runs
     unet.train()
     with torch.inference_mode():
-        F.unet_forward(unet, x, t, labels)
-    assert unet not in F._TRACES  # no trace was made on any of these paths
+        out = F.unet_forward(unet, x[:1], t[:1], labels[:1])
+    assert torch.equal(out, unet(x[:1], t[:1], class_labels=labels[:1]).sample)
+    assert len(F._TRACES[unet].by_signature) == 1  # train mode: no new trace
 
 
 def test_unet_forward_falls_back_to_the_module_where_torch_cannot_trace(tiny_unet, monkeypatch):
@@ -409,7 +414,7 @@ def test_unet_forward_falls_back_to_the_module_where_torch_cannot_trace(tiny_une
     with torch.inference_mode():
         assert torch.equal(F.unet_forward(unet, x, t, labels), unet(x, t, class_labels=labels).sample)
         assert torch.equal(F.unet_forward(unet, x, t, labels), unet(x, t, class_labels=labels).sample)
-    assert list(F._TRACES[unet].values()) == [None]  # tried once, then plain calls
+    assert list(F._TRACES[unet].by_signature.values()) == [None]  # tried once, then plain calls
 
 
 def test_traces_go_with_their_unet(tiny_unet):
@@ -419,7 +424,7 @@ def test_traces_go_with_their_unet(tiny_unet):
     unet = copy.deepcopy(tiny_unet)
     with torch.inference_mode():
         F.unet_forward(unet, *_inputs(unet, 2, seed=0))
-    assert len(F._TRACES[unet]) == 1
+    assert len(F._TRACES[unet].by_signature) == 1
     alive = weakref.ref(unet)
     del unet
     gc.collect()
