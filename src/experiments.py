@@ -295,7 +295,15 @@ def plot_similarity(results, title, ax=None, unrelated=None):
         ax.axhline(float(unrelated["unrelated_output"]), ls=":", color="0.3", lw=1, label="unrelated images")
         ax.axvline(float(unrelated["unrelated_input"]), ls=":", color="0.6", lw=1, label="unrelated noises")
     ax.set(xlabel=r"input distance $\|n_1 - n_2\|$", ylabel=r"output distance $\|x_0(n_1) - x_0(n_2)\|$",
-           title=title, xlim=(0, None), ylim=(0, None))
+           title=title)
+    # from 0, up to whatever this call or an earlier plot on a shared axis drew: setting a limit stops
+    # autoscaling, so on axes shared with an earlier call the limit would otherwise stay where that one left it
+    x_top = max(float(r["input_distance"].max()) for r in results.values())
+    y_top = top
+    if unrelated is not None and not math.isnan(float(unrelated["unrelated_output"])):
+        x_top, y_top = max(x_top, float(unrelated["unrelated_input"])), max(y_top, float(unrelated["unrelated_output"]))
+    ax.set_xlim(0, max(ax.get_xlim()[1], 1.05 * x_top))
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1.05 * y_top))
     ax.legend(fontsize=8)
     return fig
 

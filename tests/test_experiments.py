@@ -196,6 +196,22 @@ def test_plots_draw(unet, alphas_cumprod):
     plt.close("all")
 
 
+def test_similarity_plots_on_shared_axes_show_every_point():
+    """The second plot on a shared y axis has larger distances: its points must not fall off the top."""
+    import matplotlib.pyplot as plt
+
+    def sweep(scale):
+        d = torch.tensor([[1.0, 1.2], [4.0, 4.4]])
+        return {"input_distance": d, "output_distance": scale * d}
+    fig, axes = plt.subplots(1, 2, sharey=True)
+    E.plot_similarity({"small": sweep(0.5)}, "a", ax=axes[0])
+    E.plot_similarity({"large": sweep(2.0)}, "b", ax=axes[1])
+    for ax in axes:  # the y axis is shared, so both reach the second plot's 8.8
+        assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 8.8, ax.get_ylim()
+        assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] >= 4.4
+    plt.close(fig)
+
+
 def test_unrelated_band_distances():
     x0 = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])  # two flat images, 1 apart at each pixel
     d = E.unrelated_band_distances(x0, sigma=1.0)
