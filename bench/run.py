@@ -66,7 +66,7 @@ DEFAULTS = dict(          # full run                                   --quick
     steps=(50, 5),        # DDIM steps S for the bundled model
     batch=(16, 4),        # "a sample of 16"
     pair=(2, 2),          # the similar-noise pair
-    repeats=(5, 1),       # timed repeats after the warm-up; the median is reported
+    repeats=(7, 1),       # timed repeats after the warm-up; the median is reported
     warmup=(1, 1),        # untimed rounds first
     grid_levels=(20, 4),  # rows of the forward-backward grid (= its DDIM steps, as in the seed)
     big_steps=(2, 2),     # DDIM steps on the 256-px UNet (a forward there takes seconds)
@@ -103,6 +103,14 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def paired_ratio(times, a, b):
+    """The median over rounds of a's time / b's time in the same round. timeit runs every side once per
+    round, back to back, so a machine that speeds up or slows down between rounds (a shared one moves by
+    10-30 % within minutes) changes both times of a round alike and cancels out of their ratio; the
+    ratio of the two medians would not cancel it."""
+    return median([x / y for x, y in zip(times[a], times[b])])
+
+
 def fmt_time(s):
     if s != s:  # nan
         return "-"
@@ -136,9 +144,11 @@ class Results:
         self.rows.append(dict(item=item, what=what, course=course, reference=reference, ratio=ratio,
                               target=target, met=met))
 
-    def ratio_row(self, item, what, course_s, ref_s, target, faster=False):
-        """course/reference (target <= x) or, with faster, reference/course (target >= x)."""
-        value = ref_s / course_s if faster else course_s / ref_s
+    def ratio_row(self, item, what, course_s, ref_s, target, faster=False, ratio=None):
+        """course/reference (target <= x) or, with faster, reference/course (target >= x). ratio: the
+        course/reference ratio measured round by round (paired_ratio); by default that of the two times."""
+        ratio = course_s / ref_s if ratio is None else ratio
+        value = 1 / ratio if faster else ratio
         shown = f"{value:.2f}"
         met = "yes" if (float(shown) >= target if faster else float(shown) <= target) else "no"
         label = f"{shown}x " + ("faster" if faster else "")
@@ -431,8 +441,10 @@ def section_sampler(R, b, p):
         R.measured[f"course_{n}"] = c
         R.measured[f"bare_{n}"] = bare
         what = f"{p['steps']}-step DDIM sample of {n}"
-        R.ratio_row(1, f"Sampler overhead, {what}: F.sample / its {p['steps']} bare UNet calls", c, bare, 1.03)
-        R.ratio_row(2, f"{what}: F.sample / diffusers DDIMPipeline", c, ref, 1.0)
+        R.ratio_row(1, f"Sampler overhead, {what}: F.sample / its {p['steps']} bare UNet calls", c, bare, 1.03,
+                    ratio=paired_ratio(times, "course F.sample", "bare UNet calls"))
+        R.ratio_row(2, f"{what}: F.sample / diffusers DDIMPipeline", c, ref, 1.0,
+                    ratio=paired_ratio(times, "course F.sample", "DDIMPipeline"))
         R.equal_row(2, f"{what}: course images = DDIMPipeline images", *max_diff(out["course F.sample"],
                                                                                    out["DDIMPipeline"]))
     R.notes.append("Sampler rows: the course side is noise drawn from a seeded generator + F.sample + mapping to "
@@ -485,7 +497,7 @@ def section_tuning(R, b, p):
             diff, _ = max_diff(out[name], out["default"])
             R.row("+", f"{p['steps']}-step sample of {n}: {name} / default ({threads} threads, contiguous); "
                   f"images differ by {diff:.1e}", fmt_time(median(times[name])), fmt_time(base),
-                  f"{median(times[name]) / base:.2f}x")
+                  f"{paired_ratio(times, name, 'default'):.2f}x")
 
 
 def section_bookkeeping(R, b, p):
@@ -515,7 +527,8 @@ def section_bookkeeping(R, b, p):
     R.timings(f"bookkeeping, batch {n}, {steps} steps", times)
     c, d = (median(times[k]) / steps for k in ("F.sample, zero epsilon", "DDIMScheduler.step loop"))
     R.row("+", f"Sampler bookkeeping per step without the UNet (epsilon = 0), batch {n}: F.sample / "
-          f"a loop of DDIMScheduler.step", f"{c * 1e6:.0f} us", f"{d * 1e6:.0f} us", f"{c / d:.2f}x")
+          f"a loop of DDIMScheduler.step", f"{c * 1e6:.0f} us", f"{d * 1e6:.0f} us",
+          f"{paired_ratio(times, 'F.sample, zero epsilon', 'DDIMScheduler.step loop'):.2f}x")
 
 
 def section_seeds(R, b, p, steps, repeats, item_label):
@@ -541,7 +554,8 @@ def section_seeds(R, b, p, steps, repeats, item_label):
     c, s = median(times["course F.sample (batch 2)"]), median(times["seed loops (2 x batch 1)"])
     R.measured[f"similar_{'big' if big else 'bundled'}"] = (c, steps)
     what = f"Similar-noise experiment (2 noises -> 2 images), {item_label}, {steps} steps"
-    R.ratio_row(3, f"{what}: seed loops / F.sample", c, s, 1.5, faster=True)
+    R.ratio_row(3, f"{what}: seed loops / F.sample", c, s, 1.5, faster=True,
+                ratio=paired_ratio(times, "course F.sample (batch 2)", "seed loops (2 x batch 1)"))
     R.equal_row(3, f"{what}: course images = seed images", *max_diff(out["course F.sample (batch 2)"],
                                                                        torch.cat(out["seed loops (2 x batch 1)"])))
 
@@ -558,7 +572,8 @@ def section_grid(R, b, p):
     R.timings(f"grid, {levels} levels", times)
     c, s = median(times["course F.sample, per-row start_index"]), median(times["seed nested loops"])
     what = f"Forward-backward grid, {levels} levels x {steps} DDIM steps ({levels * (levels + 1) // 2} cells)"
-    R.ratio_row(4, f"{what}: seed nested loops / F.sample", c, s, 3.0, faster=True)
+    R.ratio_row(4, f"{what}: seed nested loops / F.sample", c, s, 3.0, faster=True,
+                ratio=paired_ratio(times, "course F.sample, per-row start_index", "seed nested loops"))
     cells_c = [cell for row in out["course F.sample, per-row start_index"] for cell in row]
     cells_s = [cell for row in out["seed nested loops"] for cell in row]
     R.equal_row(4, f"{what}: every course cell = the seed's cell", *max_diff(cells_c, cells_s))
@@ -769,7 +784,10 @@ def render(R, info, p, args, elapsed):
               f"Every ratio compares two things measured in this run, on this machine, with the same model, batch "
               f"and number of steps. Each measurement: {p['warmup']} untimed warm-up round(s), then the median of "
               f"{p['repeats']} timed repeats ({p['big_repeats']} for the 256-px UNet, warmed up with one forward per "
-              f"batch size), the compared callables taken in turns. Start-up, notebook and whole-course figures are "
+              f"batch size), the compared callables taken in turns, each once per repeat. A ratio is the median "
+              f"of the ratios within a repeat, whose sides ran back to back, so a machine that speeds up or slows "
+              f"down between repeats cancels out of it; it can differ from the ratio of the two median times "
+              f"shown beside it. Start-up, notebook and whole-course figures are "
               f"single runs in fresh processes. Progress bars are off on every side. A target is met when the "
               f"figure as shown (2 decimals) meets it. Images are compared as max |course - reference| against "
               f"{TOL_ABS:g} + {TOL_REL:g} x max |reference| (pixel values in [-1, 1]).", "",

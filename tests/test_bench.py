@@ -109,3 +109,14 @@ def test_google_256_architecture_matches_the_published_config(bench):
         unet = UNet2DModel(**cfg)
     params = sum(p.numel() for p in unet.parameters())
     assert 113.0e6 < params < 114.5e6, params
+
+
+def test_paired_ratio_cancels_drift_between_repeats(bench):
+    """Each repeat times both sides back to back: a machine twice as slow in one repeat must not move the
+    ratio, while the ratio of the two medians would."""
+    # the machine changes speed from repeat to repeat; within each, the course takes 1.1x the reference
+    times = {"course": [2.2, 3.3, 1.1], "reference": [2.0, 3.0, 1.0]}
+    assert bench.paired_ratio(times, "course", "reference") == pytest.approx(1.1)
+    times["course"][0] = 1.1  # one repeat where only the course was lucky: the medians now say 1.1 / 2.0
+    assert bench.paired_ratio(times, "course", "reference") == pytest.approx(1.1)
+    assert bench.median(times["course"]) / bench.median(times["reference"]) == pytest.approx(0.55)
