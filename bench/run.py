@@ -144,10 +144,9 @@ class Results:
         self.rows.append(dict(item=item, what=what, course=course, reference=reference, ratio=ratio,
                               target=target, met=met))
 
-    def ratio_row(self, item, what, course_s, ref_s, target, faster=False, ratio=None):
-        """course/reference (target <= x) or, with faster, reference/course (target >= x). ratio: the
-        course/reference ratio measured round by round (paired_ratio); by default that of the two times."""
-        ratio = course_s / ref_s if ratio is None else ratio
+    def ratio_row(self, item, what, course_s, ref_s, ratio, target, faster=False):
+        """The median times, and ratio = course/reference measured repeat by repeat (paired_ratio), shown as
+        is (target <= x) or, with faster, as reference/course (target >= x)."""
         value = 1 / ratio if faster else ratio
         shown = f"{value:.2f}"
         met = "yes" if (float(shown) >= target if faster else float(shown) <= target) else "no"
@@ -441,10 +440,10 @@ def section_sampler(R, b, p):
         R.measured[f"course_{n}"] = c
         R.measured[f"bare_{n}"] = bare
         what = f"{p['steps']}-step DDIM sample of {n}"
-        R.ratio_row(1, f"Sampler overhead, {what}: F.sample / its {p['steps']} bare UNet calls", c, bare, 1.03,
-                    ratio=paired_ratio(times, "course F.sample", "bare UNet calls"))
-        R.ratio_row(2, f"{what}: F.sample / diffusers DDIMPipeline", c, ref, 1.0,
-                    ratio=paired_ratio(times, "course F.sample", "DDIMPipeline"))
+        R.ratio_row(1, f"Sampler overhead, {what}: F.sample / its {p['steps']} bare UNet calls", c, bare,
+                    paired_ratio(times, "course F.sample", "bare UNet calls"), 1.03)
+        R.ratio_row(2, f"{what}: F.sample / diffusers DDIMPipeline", c, ref,
+                    paired_ratio(times, "course F.sample", "DDIMPipeline"), 1.0)
         R.equal_row(2, f"{what}: course images = DDIMPipeline images", *max_diff(out["course F.sample"],
                                                                                    out["DDIMPipeline"]))
     R.notes.append("Sampler rows: the course side is noise drawn from a seeded generator + F.sample + mapping to "
@@ -554,8 +553,8 @@ def section_seeds(R, b, p, steps, repeats, item_label):
     c, s = median(times["course F.sample (batch 2)"]), median(times["seed loops (2 x batch 1)"])
     R.measured[f"similar_{'big' if big else 'bundled'}"] = (c, steps)
     what = f"Similar-noise experiment (2 noises -> 2 images), {item_label}, {steps} steps"
-    R.ratio_row(3, f"{what}: seed loops / F.sample", c, s, 1.5, faster=True,
-                ratio=paired_ratio(times, "course F.sample (batch 2)", "seed loops (2 x batch 1)"))
+    R.ratio_row(3, f"{what}: seed loops / F.sample", c, s,
+                paired_ratio(times, "course F.sample (batch 2)", "seed loops (2 x batch 1)"), 1.5, faster=True)
     R.equal_row(3, f"{what}: course images = seed images", *max_diff(out["course F.sample (batch 2)"],
                                                                        torch.cat(out["seed loops (2 x batch 1)"])))
 
@@ -572,8 +571,8 @@ def section_grid(R, b, p):
     R.timings(f"grid, {levels} levels", times)
     c, s = median(times["course F.sample, per-row start_index"]), median(times["seed nested loops"])
     what = f"Forward-backward grid, {levels} levels x {steps} DDIM steps ({levels * (levels + 1) // 2} cells)"
-    R.ratio_row(4, f"{what}: seed nested loops / F.sample", c, s, 3.0, faster=True,
-                ratio=paired_ratio(times, "course F.sample, per-row start_index", "seed nested loops"))
+    R.ratio_row(4, f"{what}: seed nested loops / F.sample", c, s,
+                paired_ratio(times, "course F.sample, per-row start_index", "seed nested loops"), 3.0, faster=True)
     cells_c = [cell for row in out["course F.sample, per-row start_index"] for cell in row]
     cells_s = [cell for row in out["seed nested loops"] for cell in row]
     R.equal_row(4, f"{what}: every course cell = the seed's cell", *max_diff(cells_c, cells_s))

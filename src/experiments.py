@@ -289,19 +289,18 @@ def plot_similarity(results, title, ax=None, unrelated=None):
         ax.scatter(x.flatten(), y.flatten(), s=14, alpha=0.45, color=color)
         # the mean line starts at the origin: an unchanged noise gives an unchanged image
         ax.plot([0, *x.mean(1).tolist()], [0, *y.mean(1).tolist()], "-o", ms=4, color=color, label=label)
-    top = max(float(r["output_distance"].max()) for r in results.values())
-    ax.plot([0, top], [0, top], "--", color="0.6", lw=1, label="output = input")
+    x_top = max(float(r["input_distance"].max()) for r in results.values())
+    y_top = max(float(r["output_distance"].max()) for r in results.values())
+    ax.plot([0, y_top], [0, y_top], "--", color="0.6", lw=1, label="output = input")
     if unrelated is not None and not math.isnan(float(unrelated["unrelated_output"])):
-        ax.axhline(float(unrelated["unrelated_output"]), ls=":", color="0.3", lw=1, label="unrelated images")
-        ax.axvline(float(unrelated["unrelated_input"]), ls=":", color="0.6", lw=1, label="unrelated noises")
+        noises, images = float(unrelated["unrelated_input"]), float(unrelated["unrelated_output"])
+        ax.axhline(images, ls=":", color="0.3", lw=1, label="unrelated images")
+        ax.axvline(noises, ls=":", color="0.6", lw=1, label="unrelated noises")
+        x_top, y_top = max(x_top, noises), max(y_top, images)
     ax.set(xlabel=r"input distance $\|n_1 - n_2\|$", ylabel=r"output distance $\|x_0(n_1) - x_0(n_2)\|$",
            title=title)
     # from 0, up to whatever this call or an earlier plot on a shared axis drew: setting a limit stops
     # autoscaling, so on axes shared with an earlier call the limit would otherwise stay where that one left it
-    x_top = max(float(r["input_distance"].max()) for r in results.values())
-    y_top = top
-    if unrelated is not None and not math.isnan(float(unrelated["unrelated_output"])):
-        x_top, y_top = max(x_top, float(unrelated["unrelated_input"])), max(y_top, float(unrelated["unrelated_output"]))
     ax.set_xlim(0, max(ax.get_xlim()[1], 1.05 * x_top))
     ax.set_ylim(0, max(ax.get_ylim()[1], 1.05 * y_top))
     ax.legend(fontsize=8)

@@ -329,21 +329,27 @@ def unet_forward(unet, x_t, t, class_labels=None):
     would skip something: gradients (training), a UNet in train mode, hooks, or a GPU. A trace is of the
     UNet as it was: after swapping its modules or attention processors, start from a fresh UNet.
     """
+    inputs = (x_t, t) if class_labels is None else (x_t, t, class_labels)
+    trace = _trace_for(unet, inputs)
+    return unet(x_t, t, class_labels=class_labels).sample if trace is None else trace(*inputs)
+
+
+def _trace_for(unet, inputs):
+    """The trace to run on these inputs, or None where unet_forward must make the plain call."""
+    x_t = inputs[0]
     if x_t.device.type != "cpu" or torch.is_grad_enabled() or unet.training:
-        return unet(x_t, t, class_labels=class_labels).sample
+        return None
     traces = _TRACES.get(unet)
     if traces is None:
         traces = _TRACES[unet] = _Traces(unet)
     if any(traces.hooks):
-        return unet(x_t, t, class_labels=class_labels).sample
-    inputs = (x_t, t) if class_labels is None else (x_t, t, class_labels)
+        return None
     weights = next(unet.parameters())
     signature = (tuple(x_t.shape[1:]), x_t.shape[0] >= 64, tuple((a.dim(), a.dtype) for a in inputs),
                  weights.dtype, weights.data_ptr())  # a new weight tensor (.to(), assign) needs a new trace
     if signature not in traces.by_signature:
         traces.by_signature[signature] = _trace(unet, inputs)
-    trace = traces.by_signature[signature]
-    return unet(x_t, t, class_labels=class_labels).sample if trace is None else trace(*inputs)
+    return traces.by_signature[signature]
 
 
 def _trace(unet, inputs):
