@@ -48,7 +48,7 @@ def guidance_epsilon_fn(unet, class_labels, guidance_scales):
         out = F.unet_forward(unet, xs, torch.full((len(xs),), int(t), device=x_t.device), labs)
         eps_cond, eps_uncond = torch.zeros_like(x_t), torch.zeros_like(x_t)
         eps_cond[need_cond], eps_uncond[need_uncond] = out[:n_cond], out[n_cond:]
-        guided = eps_uncond + w * (eps_cond - eps_uncond)
+        guided = F.classifier_free_guidance(eps_cond, eps_uncond, w)
         return torch.where(w == 1, eps_cond, torch.where(w == 0, eps_uncond, guided))
 
     return epsilon_fn
@@ -128,7 +128,7 @@ def score_samples(classifier, samples, class_labels):
 
 def read_digits(classifier, images):
     """The digits the classifier reads in (B, 1, 28, 28) images upright and upside down -> two lists of B ints."""
-    from src.train import classify
+    from src.classifier import classify
 
     return classify(classifier, images).tolist(), classify(classifier, rot180(images)).tolist()
 
@@ -150,26 +150,34 @@ def sdedit(unet, images, start_indices, alphas_cumprod, num_inference_steps=50, 
     N, K = images.shape[0], len(start_indices)
     x0 = images.repeat_interleave(K, dim=0)
     starts = torch.as_tensor(start_indices).long().repeat(N)
-    t = F.ddim_timesteps(num_inference_steps, len(alphas_cumprod))[starts]
-    x_t = F.forward_jump(x0, t, alphas_cumprod, generator=generator)
     labels = None
     if class_labels is not None:
         labels = torch.as_tensor(class_labels).long().reshape(-1).expand(N).repeat_interleave(K)
-    edited = F.sample(unet, x_t, alphas_cumprod, num_inference_steps, start_index=starts, class_labels=labels,
-                      guidance_scale=guidance_scale, generator=generator, progress=progress)
+    edited, x_t = F.noise_and_denoise(unet, x0, starts, alphas_cumprod, num_inference_steps, generator=generator,
+                                      class_labels=labels, guidance_scale=guidance_scale, progress=progress)
     shape = (N, K, *images.shape[1:])
     return edited.reshape(shape), x_t.reshape(shape)
 
 
 # --- 3. Inpainting (RePaint) --------------------------------------------------------------------
 
-def renoise(x_prev, alpha_prod_prev, alpha_prod_t, generator=None):
+def renoise(x_prev, alpha_prod_prev, alpha_prod_t, generator=None, noise=None):
     """Forward jump x_{t'} -> x_t for t > t' (DDPM Eq. 4 between two noise levels; RePaint's "jump back").
 
-    q(x_t | x_{t'}) = N(sqrt(abar_t / abar_t') x_{t'}, (1 - abar_t / abar_t') I).
+    q(x_t | x_{t'}) = N(sqrt(abar_t / abar_t') x_{t'}, (1 - abar_t / abar_t') I); noise drawn when None.
     """
     ratio = alpha_prod_t / alpha_prod_prev
-    return ratio**0.5 * x_prev + (1 - ratio) ** 0.5 * F.randn_like(x_prev, generator)
+    noise = F.randn_like(x_prev, generator) if noise is None else noise
+    return ratio**0.5 * x_prev + (1 - ratio) ** 0.5 * noise
+
+
+def repaint_paste(x, t_prev, x0, mask, alphas_cumprod, generator=None, noise=None):
+    """RePaint's paste: mask * x + (1 - mask) * (x_0 noised to t', DDPM Eq. 4); at the end (t' < 0) x_0 itself.
+
+    x: (B, C, H, W) the sample at level t'; mask: 1 where new content is generated. noise drawn when None.
+    """
+    known = x0 if t_prev < 0 else F.forward_jump(x0, t_prev, alphas_cumprod, noise=noise, generator=generator)
+    return mask * x + (1 - mask) * known.to(x)
 
 
 def repaint_after_step(x0, mask, alphas_cumprod, num_inference_steps, epsilon=None, resample=1,
@@ -186,8 +194,7 @@ def repaint_after_step(x0, mask, alphas_cumprod, num_inference_steps, epsilon=No
     abar = lambda t: alphas_cumprod[t] if t >= 0 else torch.tensor(1.0)  # noqa: E731 - abar_{-1} = 1
 
     def paste(x, t_prev):
-        known = x0 if t_prev < 0 else F.forward_jump(x0, t_prev, alphas_cumprod, generator=generator)
-        return mask * x + (1 - mask) * known.to(x)
+        return repaint_paste(x, t_prev, x0, mask, alphas_cumprod, generator)
 
     def after_step(i, t_prev, x):
         x = paste(x, t_prev)

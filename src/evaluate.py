@@ -17,10 +17,12 @@ import json
 import numpy as np
 import torch
 
+from src import figures
 from src import functions as F
-from src.course import load_model
-from src.functions import PROJECT_ROOT
-from src.train import NUM_CLASSES, classify, load_classifier
+from src.classifier import classify, load_classifier
+from src.files import figure_bytes, repo_path
+from src.mnist import NUM_CLASSES
+from src.models import load_model
 
 
 def draw(model, labels, guidance_scale, seed, steps=50, batch_size=250, progress=True):
@@ -65,14 +67,14 @@ def sample_grid_figure(model, seeds=8, guidance_scale=1.0):
     """Every digit (rows) from several seeds (columns)."""
     labels = [d for d in range(NUM_CLASSES) for _ in range(seeds)]
     images = draw(model, labels, guidance_scale, seed=0, progress=False)
-    return F.show_images(images, ncols=seeds, size=0.9, row_labels=[str(d) for d in range(NUM_CLASSES)],
+    return figures.show_images(images, ncols=seeds, size=0.9, row_labels=[str(d) for d in range(NUM_CLASSES)],
                          suptitle=f"Every digit, {seeds} seeds (50 DDIM steps, w = {guidance_scale:g})")
 
 
 def loss_figure(folder="models/mnist-ddpm"):
     import matplotlib.pyplot as plt
 
-    with open(PROJECT_ROOT / folder / "loss.csv") as f:
+    with open(repo_path(folder, "loss.csv")) as f:
         rows = list(csv.DictReader(f))
     steps = np.array([int(r["step"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
@@ -83,7 +85,7 @@ def loss_figure(folder="models/mnist-ddpm"):
     ax.set(xlabel="optimizer step", ylabel=r"$L_{simple}$ (DDPM Eq. 14)", yscale="log",
            title="Training the bundled model")
     # where a run was resumed with a longer --steps (the learning rate jumps back up there)
-    log = PROJECT_ROOT / folder / "training.json"
+    log = repo_path(folder, "training.json")
     runs = json.loads(log.read_text()).get("runs", []) if log.exists() else []
     for run in runs[:-1]:
         ax.axvline(run["until_step"], color="C3", ls="--", lw=1)
@@ -102,11 +104,11 @@ def main(argv=None):
     model = load_model(args.model, "cpu")
     if args.figures:
         for name, fig in (("samples.png", sample_grid_figure(model)), ("loss.png", loss_figure(args.model))):
-            (PROJECT_ROOT / "images" / name).write_bytes(F.figure_bytes(fig, dpi=110))
+            repo_path("images", name).write_bytes(figure_bytes(fig, dpi=110))
             print("wrote images/" + name)
     result = grade(model, load_classifier(), n=args.n)
     result["bars"] = {name: ok for name, ok in meets_bars(result)}
-    (PROJECT_ROOT / args.model / "quality.json").write_text(json.dumps(result, indent=1))
+    repo_path(args.model, "quality.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 

@@ -6,7 +6,7 @@
       which noise level? (P2 weighting, Choi et al. 2022.)
 
 Every function here is pure: tensors, numbers and an explicit CPU torch.Generator in; dicts of CPU tensors
-out. The plot_* helpers at the end only draw. Work is batched: one F.sample call denoises every image of a
+out. Their figures are in src/figures.py (sections 4 and 5). Work is batched: one F.sample call denoises every image of a
 sweep, rows that start at different noise levels included (F.sample's per-sample start_index).
 
 Shapes: N seeds (or images), K values of the knob a sweep turns, R repeats, (C, H, W) one image.
@@ -230,9 +230,9 @@ def reconstruct_from_levels(unet, x0, strengths, alphas_cumprod, num_inference_s
     timesteps = F.ddim_timesteps(num_inference_steps, len(alphas_cumprod))[start_index]
     per_row = lambda v: v.view(1, K, 1).expand(R, K, N).reshape(-1)  # (K,) -> one value per row
     x0_rows = x0.cpu().expand(R, K, *x0.shape).reshape(-1, *x0.shape[1:])
-    x_t = F.forward_jump(x0_rows, per_row(timesteps), alphas_cumprod, generator=generator)
-    recon = F.sample(unet, x_t, alphas_cumprod, num_inference_steps, eta=0.0, start_index=per_row(start_index),
-                     class_labels=class_labels, progress=progress).cpu()
+    recon, x_t = F.noise_and_denoise(unet, x0_rows, per_row(start_index), alphas_cumprod, num_inference_steps,
+                                     generator=generator, eta=0.0, class_labels=class_labels, progress=progress)
+    recon = recon.cpu()
     shape = (R, K, N, *x0.shape[1:])
     return {"strengths": torch.tensor([float(s) for s in strengths]), "start_index": start_index,
             "timesteps": timesteps, "x_t": x_t.view(shape), "recon": recon.view(shape)}
@@ -272,156 +272,7 @@ def class_change(pred, original, strengths):
             "first_change": torch.where(first.isinf(), torch.full_like(first, math.nan), first)}
 
 
-# --- 5. Plots (these helpers only draw) ----------------------------------------------------------------
-
-def plot_similarity(results, title, ax=None, unrelated=None):
-    """Output vs input distance, one colour per entry of results {label: distance_sweep dict}.
-
-    Each seed is a dot, the mean over seeds a line. Grey dashes: output = input. Dotted: the distance
-    between unrelated noises (vertical) and unrelated images (horizontal), from `unrelated` (a sweep dict).
-    Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.4))
-    for (label, r), color in zip(results.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        x, y = r["input_distance"], r["output_distance"]
-        ax.scatter(x.flatten(), y.flatten(), s=14, alpha=0.45, color=color)
-        # the mean line starts at the origin: an unchanged noise gives an unchanged image
-        ax.plot([0, *x.mean(1).tolist()], [0, *y.mean(1).tolist()], "-o", ms=4, color=color, label=label)
-    x_top = max(float(r["input_distance"].max()) for r in results.values())
-    y_top = max(float(r["output_distance"].max()) for r in results.values())
-    ax.plot([0, y_top], [0, y_top], "--", color="0.6", lw=1, label="output = input")
-    if unrelated is not None and not math.isnan(float(unrelated["unrelated_output"])):
-        noises, images = float(unrelated["unrelated_input"]), float(unrelated["unrelated_output"])
-        ax.axhline(images, ls=":", color="0.3", lw=1, label="unrelated images")
-        ax.axvline(noises, ls=":", color="0.6", lw=1, label="unrelated noises")
-        x_top, y_top = max(x_top, noises), max(y_top, images)
-    ax.set(xlabel=r"input distance $\|n_1 - n_2\|$", ylabel=r"output distance $\|x_0(n_1) - x_0(n_2)\|$",
-           title=title)
-    # from 0, up to whatever this call or an earlier plot on a shared axis drew: setting a limit stops
-    # autoscaling, so on axes shared with an earlier call the limit would otherwise stay where that one left it
-    ax.set_xlim(0, max(ax.get_xlim()[1], 1.05 * x_top))
-    ax.set_ylim(0, max(ax.get_ylim()[1], 1.05 * y_top))
-    ax.legend(fontsize=8)
-    return fig
-
-
-def shade_p2_regimes(ax, log_snr_edges=(math.log(1e-2), 0.0)):
-    """Shade the P2 paper's regimes on a log SNR x axis (call after plotting): content changes below
-    SNR = 1e-2 (red), only details above SNR = 1 (green). The axis limits are kept."""
-    low, high = log_snr_edges
-    xlim = ax.get_xlim()
-    a, b = min(xlim), max(xlim)
-    if high < b:
-        ax.axvspan(max(high, a), b, color="tab:green", alpha=0.1, lw=0)
-    if low > a:
-        ax.axvspan(a, min(low, b), color="tab:red", alpha=0.1, lw=0)
-    ax.set_xlim(xlim)
-
-
-def plot_reconstruction(result, metrics, alphas_cumprod, unrelated=None):
-    """Reconstruction distance per band and PSNR against t and against log SNR_t (mean over seeds and
-    images, shaded +- 1 std), with the P2 regimes marked. unrelated: unrelated_band_distances(x0, sigma),
-    drawn as dashed ceilings. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    t = result["timesteps"].numpy()
-    log_snr = F.snr(alphas_cumprod)[result["timesteps"]].log().numpy()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex="col")
-    curves = [("distance", "all", "k"), ("low", "coarse (low-pass)", "tab:blue"), ("high", "fine (high-pass)", "tab:orange")]
-    for col, x in enumerate([t, log_snr]):
-        for row, keys in enumerate([curves, [("psnr", "PSNR", "k")]]):
-            ax = axes[row, col]
-            for key, label, color in keys:
-                v = metrics[key].transpose(0, 1).flatten(1)  # (K, R*N)
-                v = v.clamp(max=99.0) if key == "psnr" else v  # a perfect copy has infinite PSNR
-                m, s = v.mean(1).numpy(), v.std(1).nan_to_num().numpy()
-                ax.plot(x, m, "-o", ms=4, color=color, label=label)
-                ax.fill_between(x, m - s, m + s, color=color, alpha=0.15, lw=0)
-                if unrelated is not None and key in unrelated:  # the ceiling: two different images
-                    ax.axhline(float(unrelated[key]), color=color, ls="--", lw=1)
-            if col == 1:
-                shade_p2_regimes(ax)
-            ax.grid(alpha=0.3)
-    axes[0, 0].set(ylabel=r"$\|x_0' - x_0\|$  (dashed: two different images)", title="reconstruction distance vs t")
-    axes[0, 1].set(title=r"... vs log SNR$_t$ (green: SNR > 1, red: SNR < $10^{-2}$)")
-    axes[1, 0].set(xlabel="t (noise level the reconstruction starts from)", ylabel="PSNR (dB)")
-    axes[1, 1].set(xlabel=r"log SNR$_t$ = log($\bar\alpha_t$ / (1 - $\bar\alpha_t$))   (more noise $\rightarrow$)")
-    axes[0, 1].invert_xaxis()  # shared with the panel below: both read left to right as t does
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def pair_frames(noises, images):
-    """Frames for an alternating view of a pair: [n_1 | x_0(n_1)], [n_2 | x_0(n_2)]. noises, images: (2,C,H,W)."""
-    return [F.make_grid(torch.stack([n, x]), nrow=2) for n, x in zip(noises, images)]
-
-
-def plot_pair(noises, images, suptitle):
-    """Both noises, both images and their difference heatmaps, distances in the titles. noises, images: (2,C,H,W).
-    Returns the figure."""
-    d_in, d_out = F.euclidean_distance(noises[:1], noises[1:]), F.euclidean_distance(images[:1], images[1:])
-    fig = F.show_images(
-        [noises[0], noises[1], F.difference_heatmap(noises[:1], noises[1:])[0],
-         images[0], images[1], F.difference_heatmap(images[:1], images[1:])[0]],
-        titles=["$n_1$ (noise)", "$n_2$ (noise)", rf"$|n_1 - n_2|$, $\|\cdot\|$ = {float(d_in):.1f}",
-                "$x_0(n_1)$", "$x_0(n_2)$", rf"$|x_0(n_1) - x_0(n_2)|$, $\|\cdot\|$ = {float(d_out):.1f}"],
-        ncols=3, suptitle=suptitle, size=2.6, colorbar=True)
-    fig.tight_layout(h_pad=1.2)  # room for the second row's titles
-    return fig
-
-
-def plot_sensitivity(result, patch_size, seed=0):
-    """The sensitivity map: one seed's x_0, its x_0 with the patch at each grid position, and the output
-    distance per pixel (averaged over the patches covering it and over seeds). Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    grid = result["map"].shape[0]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
-    F._imshow(axes[0], result["base"][seed], f"$x_0(n_1)$, seed {seed}")
-    F._imshow(axes[1], F.make_grid(result["images"][:, seed], nrow=grid), f"patch at each of {grid}x{grid} positions")
-    im = axes[2].imshow(result["pixel_map"].numpy(), cmap="magma", vmin=0)
-    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04, label=r"$\|x_0(n_1) - x_0(n_2)\|$")
-    for x, y in result["positions"]:  # outline each patch so the grid is visible
-        axes[2].add_patch(plt.Rectangle((x - 0.5, y - 0.5), patch_size, patch_size, fill=False, lw=0.5, ec="0.7"))
-    axes[2].set(title=f"output distance for a {patch_size}x{patch_size} patch here", xlabel="x (pixels)",
-                ylabel="y (pixels)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_class_change(result, change, alphas_cumprod):
-    """The share of reconstructions x_0' still read as the original digit, against log SNR_t (P2 regimes
-    shaded), each point labelled with its t and strength. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    log_snr = F.snr(alphas_cumprod)[result["timesteps"]].log().numpy()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(log_snr, change["same_fraction"].numpy(), "-o", color="k")
-    ax.set_xlim(log_snr.max() + 0.5, log_snr.min() - 0.5)  # more noise to the right, as t grows
-    shade_p2_regimes(ax)
-    for x, y, t, s in zip(log_snr, change["same_fraction"].tolist(), result["timesteps"].tolist(),
-                          result["strengths"].tolist()):
-        ax.annotate(f"t={t}\n({s:g}T)", (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
-    ax.set(xlabel=r"log SNR$_t$ of the level $x_t$ the reconstruction starts from  (more noise $\rightarrow$)",
-           ylabel="share still the same digit", ylim=(-0.05, 1.15),
-           title=r"When does $x_0'$ stop being the same digit? (unconditional DDIM)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def plot_level_grid(x0, result, names, seed=0):
-    """The reconstruction grid: a first row with x_0 and its x_t at every strength (columns) for the first image,
-    then one row per image: x_0 and its x_0' from every strength. x0: (N,C,H,W). Returns the figure."""
-    first = torch.cat([x0[:1].cpu(), result["x_t"][seed, :, 0]])[None]
-    rows = torch.cat([first, torch.cat([x0.cpu()[:, None], result["recon"][seed].transpose(0, 1)], dim=1)])
-    titles = ["$x_0$"] + [f"{s:g}T\nt={t}" for s, t in zip(result["strengths"].tolist(), result["timesteps"].tolist())]
-    return F.show_image_table(rows, row_labels=[f"$x_t$, {names[0]}"] + list(names), col_labels=titles, size=1.0,
-                              title="reconstructions $x_0'$ from increasing noise levels (columns)")
-
+# --- 5. Reports in words (text tables) -----------------------------------------------------------------
 
 def level_table(result, metrics, unrelated, alphas_cumprod):
     """A text table of reconstruction_metrics, one line per strength (means over seeds and images); each band's

@@ -29,23 +29,19 @@ The DDIM paper writes alpha for our abar (alphas_cumprod). Steps are indexed t =
 code (T = num_train_timesteps = 1000), as in diffusers; the papers count from 1.
 
 Every function is pure: tensors and numbers in, tensors out. Nothing here reads the config,
-prints, plots or writes files except the display/IO helpers at the end, which say so. The one
-cache, unet_forward's traces of a UNet, changes how fast a call runs, never what it returns.
+prints, plots or touches a file: figures are in src/figures.py, files in src/files.py. The one
+speed trick, unet_forward's TorchScript trace (src/trace.py), changes how fast a call runs, never
+what it returns.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-import warnings
-import weakref
-from pathlib import Path
 
 import numpy as np
 import torch
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from src.trace import traced_call
 
 
 # --- 1. Noise schedules -------------------------------------------------------------------------
@@ -227,24 +223,36 @@ def ddpm_step(x_t, pred_epsilon, alpha_prod_t, alpha_prod_t_prev, clip_sample=Fa
     # 2. the posterior mean and variance given that x_0 (Eq. 7); with the unclipped x0-hat this
     #    mean equals Eq. 11's mu_theta = (x_t - beta_t / sqrt(1 - abar_t) eps_theta) / sqrt(alpha_t)
     posterior_mean, posterior_variance = posterior_mean_variance(x_t, pred_original_sample, alpha_prod_t, alpha_prod_t_prev)
-    # 3. sample x_{t-1} ~ N(mu~_t, beta~_t I); diffusers floors the variance at 1e-20
-    if float(torch.as_tensor(alpha_prod_t_prev).max()) >= 1.0:
+    # 3. sample x_{t-1} ~ N(mu~_t, beta~_t I); diffusers floors the variance at 1e-20. A row whose next
+    #    level is abar = 1 (its last step) gets no noise; rows may be at different levels (per-row alphas)
+    last = torch.as_tensor(alpha_prod_t_prev) >= 1.0
+    if bool(last.all()):
         return posterior_mean, pred_original_sample
     if noise is None:
         noise = randn_like(x_t, generator)
-    std = torch.as_tensor(posterior_variance).clamp(min=1e-20) ** 0.5
+    std = torch.where(last, 0.0, torch.as_tensor(posterior_variance).clamp(min=1e-20) ** 0.5)
     return posterior_mean + std * noise, pred_original_sample
 
 
 # --- 4. DDIM ----------------------------------------------------------------------------------------
 
-def ddim_timesteps(num_inference_steps, num_train_timesteps=1000, steps_offset=0):
-    """tau_S > ... > tau_1: every (T // S)-th step, from the top ("leading" spacing, as diffusers' DDIMScheduler)."""
-    if not 1 <= num_inference_steps <= num_train_timesteps:
-        raise ValueError(f"num_inference_steps={num_inference_steps} must be between 1 and "
-                         f"num_train_timesteps={num_train_timesteps}.")
-    step_ratio = num_train_timesteps // num_inference_steps
-    return torch.arange(num_inference_steps - 1, -1, -1) * step_ratio + steps_offset
+def ddim_timesteps(num_inference_steps, num_train_timesteps=1000, steps_offset=0, timestep_spacing="leading"):
+    """tau_S > ... > tau_1, the timesteps an S-step sampler visits (diffusers' DDIMScheduler.set_timesteps).
+
+    "leading" (diffusers' DDIM default): every (T // S)-th step from 0, so it starts below T - 1 (980 for S = 50)
+    and S = 1 visits t = 0 only. "trailing" (Lin et al. 2024, Table 2): every (T / S)-th step down from T - 1.
+    "linspace": S evenly spaced steps from T - 1 to 0.
+    """
+    T, S = num_train_timesteps, num_inference_steps
+    if not 1 <= S <= T:
+        raise ValueError(f"num_inference_steps={S} must be between 1 and num_train_timesteps={T}.")
+    if timestep_spacing == "leading":
+        return torch.arange(S - 1, -1, -1) * (T // S) + steps_offset
+    if timestep_spacing == "trailing":
+        return torch.from_numpy(np.round(np.arange(T, 0, -T / S)).astype(np.int64) - 1)
+    if timestep_spacing == "linspace":
+        return torch.from_numpy(np.linspace(0, T - 1, S).round()[::-1].astype(np.int64).copy())
+    raise ValueError(f"timestep_spacing={timestep_spacing!r}: use 'leading', 'trailing' or 'linspace'.")
 
 
 def ddim_sigma(alpha_prod_t, alpha_prod_t_prev, eta):
@@ -290,83 +298,20 @@ def null_label_of(unet):
     return None if n is None else n - 1
 
 
-class _UNetCall(torch.nn.Module):
-    """unet(x_t, t, class_labels).sample with tensors in and a tensor out: the form torch.jit.trace records."""
-
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, x_t, t, class_labels=None):
-        return self.unet(x_t, t, class_labels=class_labels, return_dict=False)[0]
-
-
-class _Traces:
-    """A UNet's traces by input signature, and the hook dicts of its modules (a hook added later shows there).
-    Holds no reference to the UNet itself, so the entry in _TRACES goes when the UNet does."""
-
-    def __init__(self, unet):
-        from torch.nn.modules import module
-
-        self.hooks = [d for m in unet.modules() for d in (m._forward_hooks, m._forward_pre_hooks)]
-        self.hooks += [module._global_forward_hooks, module._global_forward_pre_hooks]
-        self.by_signature = {}
-
-
-_TRACES = weakref.WeakKeyDictionary()  # unet -> _Traces
-
-
 def unet_forward(unet, x_t, t, class_labels=None):
     """eps_theta(x_t, t, c): one UNet call, its raw output (diffusers: model_output).
 
-    t: (B,) timesteps; class_labels: (B,) labels, or None for an unconditional UNet.
-    On the CPU, in inference, the UNet runs as a TorchScript trace of itself: the same weights (shared,
-    not copied) and the same kernels, so the output is bit-identical (tests/test_functions.py), minus the
-    Python work of some 140 module calls per forward - about a third of a call's time at batch 1-2 for
-    the course's small model (bench/results.md). One trace per UNet and input signature, made on first
-    use (a fraction of a second); it follows the batch size, since the only Python branch diffusers takes
-    on it (a .contiguous() from batch 64) is part of the signature. The plain call runs where a trace
-    would skip something: gradients (training), a UNet in train mode, hooks, or a GPU. A trace is of the
-    UNet as it was: after swapping its modules or attention processors, start from a fresh UNet.
+    t: (B,) timesteps; class_labels: (B,) labels, or None for an unconditional UNet. On the CPU the
+    call runs as a TorchScript trace of the same UNet when src/trace.py has one: bit-identical, faster.
     """
     inputs = (x_t, t) if class_labels is None else (x_t, t, class_labels)
-    trace = _trace_for(unet, inputs)
+    trace = traced_call(unet, inputs)
     return unet(x_t, t, class_labels=class_labels).sample if trace is None else trace(*inputs)
 
 
-def _trace_for(unet, inputs):
-    """The trace to run on these inputs, or None where unet_forward must make the plain call."""
-    x_t = inputs[0]
-    if x_t.device.type != "cpu" or torch.is_grad_enabled() or unet.training:
-        return None
-    traces = _TRACES.get(unet)
-    if traces is None:
-        traces = _TRACES[unet] = _Traces(unet)
-    if any(traces.hooks):
-        return None
-    weights = next(unet.parameters())
-    signature = (tuple(x_t.shape[1:]), x_t.shape[0] >= 64, tuple((a.dim(), a.dtype) for a in inputs),
-                 weights.dtype, weights.data_ptr())  # a new weight tensor (.to(), assign) needs a new trace
-    if signature not in traces.by_signature:
-        traces.by_signature[signature] = _trace(unet, inputs)
-    return traces.by_signature[signature]
-
-
-def _trace(unet, inputs):
-    """torch.jit.trace of the UNet call, or None where this torch cannot trace it (then calls stay plain).
-
-    torch 2.13 marks torch.jit.trace deprecated in favour of torch.compile and torch.export. On a 2-core
-    CPU, torch.compile took 140 s for its first call and 118 s more for a second batch size, and its
-    output differs by 2e-6; torch.export took 5 s, fixed batch 1 apart, and ran a call at batch 2 in
-    14.8 ms against the trace's 11.6 ms (the module: 19.0 ms).
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # one per Python branch it fixes, see above
-            return torch.jit.trace(_UNetCall(unet), inputs, check_trace=False)
-        except Exception:  # noqa: BLE001 - a torch without TorchScript, or a UNet it cannot trace
-            return None
+def classifier_free_guidance(eps_cond, eps_uncond, guidance_scale):
+    """eps-hat = eps_theta(x_t, null) + w (eps_theta(x_t, c) - eps_theta(x_t, null)) (CFG; our w = their w + 1)."""
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
 
 def guided_epsilon(unet, x_t, t, class_labels=None, guidance_scale=1.0):
@@ -389,14 +334,32 @@ def guided_epsilon(unet, x_t, t, class_labels=None, guidance_scale=1.0):
     null = torch.full_like(class_labels, null_label)
     both = unet_forward(unet, torch.cat([x_t, x_t]), torch.cat([t_batch, t_batch]), torch.cat([class_labels, null]))
     eps_cond, eps_uncond = both.chunk(2)
-    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+    return classifier_free_guidance(eps_cond, eps_uncond, guidance_scale)
+
+
+def _start_indices(start_index, batch, num_timesteps):
+    """start_index (an int or (B,)) as one start per row, checked against the S timesteps."""
+    starts = torch.as_tensor(start_index).long().reshape(-1).expand(batch)
+    if starts.min() < 0 or starts.max() >= num_timesteps:
+        raise ValueError(f"start_index={start_index} must be between 0 and {num_timesteps - 1} "
+                         f"for {num_timesteps} steps.")
+    return starts
+
+
+def _record(trajectory, sample, rows, pred_epsilon, pred_original_sample):
+    """Append one step to the trajectory: x_t for every row, eps-hat and x0-hat where the row has started."""
+    full_eps, full_x0 = torch.zeros_like(sample), torch.zeros_like(sample)
+    full_eps[rows], full_x0[rows] = pred_epsilon, pred_original_sample
+    # copies: on the CPU .cpu() returns the same tensor, which sample[rows] = ... changes in place
+    for key, value in (("x_t", sample), ("pred_epsilon", full_eps), ("pred_original_sample", full_x0)):
+        trajectory[key].append(value.cpu().clone())
 
 
 @torch.inference_mode()
 def sample(unet, x, alphas_cumprod, num_inference_steps=50, eta=0.0, start_index=0, class_labels=None,
            guidance_scale=1.0, clip_sample=False, generator=None, epsilon_fn=None, after_step=None,
-           return_trajectory=False, final_alpha_cumprod=1.0, progress=True):
-    """Denoise a batch with DDIM (eta = 0) ... DDPM (eta = 1, num_inference_steps = T).
+           return_trajectory=False, final_alpha_cumprod=1.0, timestep_spacing="leading", progress=True):
+    """Denoise a batch with DDIM (eta = 0) ... DDPM (eta = 1, num_inference_steps = T): the course's one loop.
 
     Args:
         unet: any diffusers UNet2DModel (its device and dtype are used).
@@ -414,56 +377,73 @@ def sample(unet, x, alphas_cumprod, num_inference_steps=50, eta=0.0, start_index
         return_trajectory: also return a dict of CPU tensors: timesteps (S',), x_t (S'+1, B, C, H, W)
             starting with x, pred_epsilon and pred_original_sample (S', B, C, H, W; zero before a row starts).
         final_alpha_cumprod: abar "before" step 0; 1.0 = diffusers' set_alpha_to_one=True.
+        timestep_spacing: "leading", "trailing" or "linspace" (see ddim_timesteps).
     Returns the images x_0 (and the trajectory).
     """
     from tqdm.auto import tqdm
 
-    timesteps = ddim_timesteps(num_inference_steps, len(alphas_cumprod))
+    T = len(alphas_cumprod)
+    timesteps = ddim_timesteps(num_inference_steps, T, timestep_spacing=timestep_spacing)
     B = x.shape[0]
-    starts = torch.as_tensor(start_index).long().reshape(-1).expand(B)
-    if starts.min() < 0 or starts.max() >= len(timesteps):
-        raise ValueError(f"start_index={start_index} must be between 0 and {len(timesteps) - 1} "
-                         f"for {num_inference_steps} steps.")
+    starts = _start_indices(start_index, B, len(timesteps))
     first = int(starts.min())
     timesteps = timesteps[first:]
-    step_ratio = len(alphas_cumprod) // num_inference_steps
     param = next(unet.parameters())
-    x = x.to(device=param.device, dtype=param.dtype).clone()
+    sample = x.to(device=param.device, dtype=param.dtype).clone()
     labels = None if class_labels is None else torch.as_tensor(class_labels).long().reshape(-1).expand(B)
-    # frames are copies: on the CPU .cpu() returns the same tensor, which x[rows] = ... changes in place
-    trajectory = {"timesteps": timesteps, "x_t": [x.cpu().clone()], "pred_epsilon": [], "pred_original_sample": []}
+    trajectory = {"timesteps": timesteps, "x_t": [sample.cpu().clone()], "pred_epsilon": [], "pred_original_sample": []}
     for i, t in enumerate(tqdm(timesteps.tolist(), disable=not progress, leave=False, desc="sampling")):
-        rows = torch.nonzero(starts <= first + i).flatten()  # the samples that have started
+        rows = torch.nonzero(starts <= first + i).flatten()  # the rows that have started (all, without SDEdit)
         everyone = len(rows) == B
-        x_t = x if everyone else x[rows]
-        t_prev = t - step_ratio
-        alpha_prod_t = alphas_cumprod[t].to(x)
-        alpha_prod_t_prev = (alphas_cumprod[t_prev] if t_prev >= 0 else torch.tensor(final_alpha_cumprod)).to(x)
+        x_t = sample if everyone else sample[rows]
+        # 1. the previous timestep, as diffusers' DDIMScheduler.step computes it (t - T // S, whatever the spacing)
+        prev_timestep = t - T // num_inference_steps
+        # 2. abar_t and abar_{t-1}; before step 0 abar is 1 (set_alpha_to_one)
+        alpha_prod_t = alphas_cumprod[t].to(sample)
+        alpha_prod_t_prev = (alphas_cumprod[prev_timestep] if prev_timestep >= 0
+                             else torch.tensor(final_alpha_cumprod)).to(sample)
+        # 3. the noise prediction eps-hat = eps_theta(x_t, t, c), guided
         if epsilon_fn is not None:
-            eps = epsilon_fn(x_t, t, rows)
+            pred_epsilon = epsilon_fn(x_t, t, rows)
         else:
-            eps = guided_epsilon(unet, x_t, t, None if labels is None else labels[rows.cpu()], guidance_scale)
-        prev, x0_hat = ddim_step(x_t, eps, alpha_prod_t, alpha_prod_t_prev, eta, clip_sample, generator=generator)
+            pred_epsilon = guided_epsilon(unet, x_t, t, None if labels is None else labels[rows.cpu()], guidance_scale)
+        # 4. the DDIM update x_t -> x_{t-1} (DDIM Eq. 12, sigma_t(eta) from Eq. 16)
+        prev_sample, pred_original_sample = ddim_step(x_t, pred_epsilon, alpha_prod_t, alpha_prod_t_prev, eta,
+                                                      clip_sample, generator=generator)
         if everyone:
-            x = prev
+            sample = prev_sample
         else:
-            x[rows] = prev
+            sample[rows] = prev_sample
         if after_step is not None:
-            x = after_step(i, t_prev, x)
+            sample = after_step(i, prev_timestep, sample)
         if return_trajectory:
-            full_eps, full_x0 = torch.zeros_like(x), torch.zeros_like(x)
-            full_eps[rows], full_x0[rows] = eps, x0_hat
-            for key, value in (("x_t", x), ("pred_epsilon", full_eps), ("pred_original_sample", full_x0)):
-                trajectory[key].append(value.cpu().clone())
+            _record(trajectory, sample, rows, pred_epsilon, pred_original_sample)
     if return_trajectory:
-        return x, {k: (torch.stack(v) if isinstance(v, list) else v) for k, v in trajectory.items()}
-    return x
+        return sample, {k: (torch.stack(v) if isinstance(v, list) else v) for k, v in trajectory.items()}
+    return sample
 
 
 def noise_to_level(x0, start_index, num_inference_steps, alphas_cumprod, noise=None, generator=None):
-    """x0 noised to the timestep a sampler would start from at start_index (SDEdit's "strength")."""
-    t = int(ddim_timesteps(num_inference_steps, len(alphas_cumprod))[start_index])
+    """x_0 noised (DDPM Eq. 4) to tau[start_index], the timestep a sampler starts from at start_index.
+
+    start_index: an int, or (B,) with one start per row (rows noised to different levels).
+    """
+    t = ddim_timesteps(num_inference_steps, len(alphas_cumprod))[torch.as_tensor(start_index).long()]
     return forward_jump(x0, t, alphas_cumprod, noise=noise, generator=generator)
+
+
+def noise_and_denoise(unet, x0, start_index, alphas_cumprod, num_inference_steps=50, noise=None, generator=None,
+                      **sample_kwargs):
+    """Noise x_0 to tau[start_index], then denoise it back with `sample` from there (SDEdit; reconstructions).
+
+    start_index: an int, or (B,) per row. sample_kwargs go to `sample` (class_labels, guidance_scale, ...).
+    Returns (x0', x_t): the reconstructions and the noisy images they started from; with
+    return_trajectory=True, (x0', x_t, trajectory).
+    """
+    x_t = noise_to_level(x0, start_index, num_inference_steps, alphas_cumprod, noise=noise, generator=generator)
+    out = sample(unet, x_t, alphas_cumprod, num_inference_steps, start_index=start_index, generator=generator,
+                 **sample_kwargs)
+    return (out[0], x_t, out[1]) if sample_kwargs.get("return_trajectory") else (out, x_t)
 
 
 def strength_to_start_index(strength, num_inference_steps):
@@ -473,13 +453,14 @@ def strength_to_start_index(strength, num_inference_steps):
 
 # --- 6. Noise experiments: similar noises, distances, frequencies ---------------------------------
 
-def patch_noise(noise, patch_size, x, y, generator=None):
-    """A copy of `noise` whose square patch [y:y+size, x:x+size] is redrawn; the rest is identical."""
+def patch_noise(noise, patch_size, x, y, generator=None, fresh=None):
+    """A copy of `noise` whose square patch [y:y+size, x:x+size] is redrawn (or set to `fresh`); the rest is identical."""
     _, _, H, W = noise.shape
     if not (0 <= x and 0 <= y and x + patch_size <= W and y + patch_size <= H and patch_size >= 1):
         raise ValueError(f"A {patch_size}x{patch_size} patch at x={x}, y={y} does not fit in a {W}x{H} image: "
                          f"need 0 <= x <= {W - patch_size} and 0 <= y <= {H - patch_size}.")
-    fresh = randn_like(noise[..., y:y + patch_size, x:x + patch_size], generator)
+    if fresh is None:
+        fresh = randn_like(noise[..., y:y + patch_size, x:x + patch_size], generator)
     out = noise.clone()
     out[..., y:y + patch_size, x:x + patch_size] = fresh
     return out
@@ -535,372 +516,3 @@ def split_frequencies(x, sigma):
     """(low, high) = (blur(x), x - blur(x)): coarse shapes and fine detail, low + high = x."""
     low = gaussian_blur(x, sigma)
     return low, x - low
-
-
-# --- 7. Images in and out (these helpers read files, draw figures or write files) -------------------
-
-def image_to_tensor(image, size, channels):
-    """A PIL image -> (1, C, size, size) tensor in [-1, 1], and a sentence saying what was changed.
-
-    Any mode is accepted (RGBA, greyscale, palette, 16-bit, EXIF-rotated): it is turned upright,
-    converted to the model's channels, centre-cropped to a square and resized.
-    """
-    from PIL import Image, ImageOps
-
-    if channels not in (1, 3):
-        raise ValueError(f"channels={channels}: images can be converted to 1 (greyscale) or 3 (RGB) channels only.")
-    notes = []
-    if getattr(image, "n_frames", 1) > 1:
-        notes.append(f"first of its {image.n_frames} frames used")
-    upright = ImageOps.exif_transpose(image)
-    if upright is not image and upright.size != image.size or image.getexif().get(0x0112, 1) != 1:
-        notes.append("turned upright from its EXIF orientation")
-    image = upright
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit or float greyscale: scale to 8 bits
-        arr = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        top = arr.max(initial=0)
-        peak = 1.0 if image.mode == "F" and top <= 1 else 65535.0 if top > 255 else 255.0
-        notes.append(f"{'floating-point' if image.mode == 'F' else '16-bit'} values scaled to 8 bits")
-        image = Image.fromarray((arr / peak * 255).clip(0, 255).round().astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        # the background that contrasts with what is drawn, so dark ink on a transparent sheet stays visible
-        rgba_arr = np.asarray(rgba, dtype=np.float64)
-        alpha = rgba_arr[..., 3]
-        drawn = (rgba_arr[..., :3].mean(-1) * alpha).sum() / max(alpha.sum(), 1e-9)
-        white = drawn < 128 if alpha.sum() > 0 else channels == 3
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255) if white else (0, 0, 0, 255))
-        image = Image.alpha_composite(background, rgba)
-        notes.append("transparency flattened onto " + ("white" if white else "black"))
-    target = "RGB" if channels == 3 else "L"
-    if image.mode != target:
-        notes.append(f"converted from {image.mode} to {'RGB' if channels == 3 else 'greyscale'}")
-        image = image.convert(target)
-    w, h = image.size
-    if w != h:
-        side = min(w, h)
-        image = image.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
-        notes.append(f"centre-cropped from {w}x{h} to {side}x{side}")
-    if image.size != (size, size):
-        notes.append(f"resized from {image.size[0]}x{image.size[1]} to {size}x{size}")
-        image = image.resize((size, size), Image.Resampling.LANCZOS)
-    arr = np.asarray(image, dtype=np.float32) / 127.5 - 1
-    x = torch.from_numpy(arr).reshape(size, size, channels).permute(2, 0, 1).unsqueeze(0)
-    note = "; ".join(notes) if notes else "used as it is"
-    return x, note
-
-
-def load_image(path, size, channels):
-    """Read an image file (path from the repository root) -> ((1, C, size, size) in [-1, 1], note)."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    path = path if path.is_absolute() else PROJECT_ROOT / path
-    if not path.is_file():
-        raise FileNotFoundError(f"No image at {path}: give a path to a PNG or JPEG file, from the repository root.")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image_to_tensor(image, size, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
-        why = str(e).splitlines()[0][:120] if isinstance(e, OSError) and not isinstance(e, UnidentifiedImageError) else ""
-        raise ValueError(f"{path.name} is not an image Pillow can read ({type(e).__name__}{': ' + why if why else ''}): "
-                         f"use a PNG, JPEG, GIF, BMP, WebP or TIFF file.") from None
-
-
-def to_uint8(x):
-    """(..., C, H, W) in [-1, 1] -> (..., H, W, C) uint8 NumPy array (C = 1 is kept as a last axis)."""
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).numpy()
-
-
-def to_pil(x):
-    """One (C, H, W) or (1, C, H, W) image in [-1, 1] -> a PIL image (greyscale or RGB)."""
-    from PIL import Image
-
-    arr = to_uint8(x.reshape(-1, *x.shape[-3:])[0])
-    return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-
-
-def make_grid(images, nrow=8, padding=2, pad_value=1.0):
-    """(N, C, H, W) -> one (C, H', W') image with nrow images per row, separated by `padding` pixels."""
-    n, c, h, w = images.shape
-    ncol = min(nrow, n)
-    nrows = math.ceil(n / ncol)
-    grid = torch.full((c, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value)
-    for i, img in enumerate(images.detach().float().cpu()):
-        r, col = divmod(i, ncol)
-        grid[:, padding + r * (h + padding): padding + r * (h + padding) + h,
-             padding + col * (w + padding): padding + col * (w + padding) + w] = img
-    return grid
-
-
-def _imshow(ax, img, title=None, cmap=None, vmin=None, vmax=None):
-    """Draw one image on an axis: (C, H, W) in [-1, 1], or (H, W) as a heatmap with a colour map."""
-    if img.dim() == 2:
-        im = ax.imshow(img.detach().float().cpu().numpy(), cmap=cmap or "magma", vmin=vmin, vmax=vmax)
-    else:
-        arr = to_uint8(img)
-        im = ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=255,
-                       interpolation="nearest" if arr.shape[0] <= 64 else "antialiased")
-    ax.set_xticks([]); ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=10)
-    return im
-
-
-def show_images(images, titles=None, ncols=None, suptitle=None, size=2.0, row_labels=None, cmap=None,
-                colorbar=False):
-    """A figure of images in a grid: `images` is (N, C, H, W), a list of (C, H, W), or (H, W) heatmaps.
-
-    Returns the matplotlib figure (display it, or pass it to save_figure).
-    """
-    import matplotlib.pyplot as plt
-
-    images = list(images)
-    n = len(images)
-    ncols = ncols or n
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
-                             squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i >= n:
-            ax.axis("off")
-            continue
-        im = _imshow(ax, images[i], titles[i] if titles else None, cmap=cmap)
-        if colorbar and images[i].dim() == 2:
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if row_labels:
-        for r, label in enumerate(row_labels):
-            axes[r, 0].set_ylabel(label, fontsize=10)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=12)
-    fig.tight_layout()
-    return fig
-
-
-def output_dir():
-    """Where saved figures go: output/ at the repository root, or $COURSE_OUTPUT (the tests use a temporary one)."""
-    return Path(os.environ["COURSE_OUTPUT"]) if os.environ.get("COURSE_OUTPUT") else PROJECT_ROOT / "output"
-
-
-def save_output(data, name, folder=None):
-    """Write bytes to output/<name> without ever overwriting; returns the path written.
-
-    An existing name gets a numeric suffix (grid.png, grid_1.png, ...). The file is written under a
-    temporary name and renamed, so an interrupted save never leaves a half-written file behind.
-    """
-    if not name or name != Path(name).name or name in (".", "..") or "\\" in name:
-        raise ValueError(f"{name!r} is not a plain file name such as grid.png: outputs are saved in output/ itself.")
-    folder = Path(folder) if folder is not None else output_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, suffix = os.path.splitext(name)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=suffix)
-    try:
-        umask = os.umask(0o22)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make figures private to their author
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        n = 0
-        while True:
-            path = folder / (name if n == 0 else f"{stem}_{n}{suffix}")
-            try:
-                os.link(tmp, path)  # atomic, and fails if the name exists: no race, no overwrite
-                return path
-            except FileExistsError:
-                n += 1
-            except OSError:  # no hard links on this file system (FAT, some mounts): claim the name, then rename
-                try:
-                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    n += 1
-                    continue
-                try:
-                    os.replace(tmp, path)  # atomic: the claimed empty file becomes the whole file at once
-                except BaseException:
-                    path.unlink(missing_ok=True)
-                    raise
-                return path
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def figure_bytes(fig, fmt="png", dpi=100):
-    """A matplotlib figure rendered to PNG bytes (with no date in the metadata, so reruns match)."""
-    import io
-
-    import matplotlib
-
-    fmt = {"jpeg": "jpg", "tif": "tiff"}.get(fmt.lower().lstrip("."), fmt.lower().lstrip("."))
-    # what each writer stamps (version, date) is blanked; jpg/tiff/webp take no metadata argument
-    metadata = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
-                "svg": {"Creator": None, "Date": None}}.get(fmt)
-    buf = io.BytesIO()
-    with matplotlib.rc_context({"svg.hashsalt": "course"}):  # svg ids are random otherwise
-        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", **({"metadata": metadata} if metadata else {}))
-    return buf.getvalue()
-
-
-def save_figure(fig, name, folder=None):
-    """Save a matplotlib figure to output/<name> (never overwriting); returns the path."""
-    return save_output(figure_bytes(fig, Path(name).suffix[1:].lower() or "png"), name, folder)
-
-
-def gif_bytes(frames, duration=500, scale=1):
-    """An animated GIF (looping) from a list of (C, H, W) images in [-1, 1]; scale enlarges small images."""
-    import io
-
-    from PIL import Image
-
-    if len(frames) == 0:
-        raise ValueError("gif_bytes needs at least one frame.")
-    pil = [to_pil(f) for f in frames]
-    if scale != 1:
-        pil = [p.resize((p.width * scale, p.height * scale), Image.Resampling.NEAREST) for p in pil]
-    buf = io.BytesIO()
-    pil[0].save(buf, format="GIF", save_all=True, append_images=pil[1:], duration=duration, loop=0)
-    return buf.getvalue()
-
-
-def save_gif(frames, name, duration=500, scale=1, folder=None):
-    """Save an animated GIF of `frames` to output/<name> (never overwriting); returns the path."""
-    return save_output(gif_bytes(frames, duration, scale), name, folder)
-
-
-def animation_html(frames, titles=None, interval=500, size=3.0):
-    """An in-notebook player (play/pause/scrub) for a list of (C, H, W) images; returns IPython HTML.
-
-    Uses matplotlib's to_jshtml (no ffmpeg needed). GitHub does not run it: pair it with save_gif.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib import animation
-    from IPython.display import HTML
-
-    fig, ax = plt.subplots(figsize=(size, size))
-    _imshow(ax, frames[0], titles[0] if titles else None)
-    artist = ax.images[0]
-
-    def update(i):
-        arr = to_uint8(frames[i])
-        artist.set_data(arr[..., 0] if arr.shape[-1] == 1 else arr)
-        if titles:
-            ax.set_title(titles[i], fontsize=10)
-        return [artist]
-
-    anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval)
-    html = HTML(anim.to_jshtml(default_mode="loop"))
-    plt.close(fig)
-    return html
-
-
-def show_image_table(rows, row_labels=None, col_labels=None, title=None, xlabel=None, ylabel=None, size=1.2,
-                     padding=2, cell_labels=None):
-    """A figure of images in a table, with labelled rows and columns (one imshow, so 100+ cells stay fast:
-    show_images makes one matplotlib axis per image, about 15 ms each to create and again to draw).
-
-    rows: a list of rows, each a list (or tensor) of (C, H, W) images in [-1, 1]; a None cell is left white.
-    cell_labels: optional rows of short strings, written into the top-left corner of each cell.
-    Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    rows = [list(r) for r in rows]
-    first = next(img for r in rows for img in r if img is not None)
-    C, H, W = first.shape
-    R, K = len(rows), max(len(r) for r in rows)
-    canvas = np.full((R * (H + padding) + padding, K * (W + padding) + padding, C), 255, dtype=np.uint8)
-    for r, row in enumerate(rows):
-        for k, img in enumerate(row):
-            if img is not None:
-                y, x = padding + r * (H + padding), padding + k * (W + padding)
-                canvas[y:y + H, x:x + W] = to_uint8(img)
-    fig, ax = plt.subplots(figsize=(size * K + (0.8 if row_labels or ylabel else 0.2), size * R + 0.8))
-    ax.imshow(canvas[..., 0] if C == 1 else canvas, cmap="gray", vmin=0, vmax=255,
-              interpolation="nearest" if H <= 64 else "antialiased")
-    ax.set_xticks([padding + k * (W + padding) + W / 2 for k in range(K)], col_labels or [])
-    ax.set_yticks([padding + r * (H + padding) + H / 2 for r in range(R)], row_labels or [])
-    ax.tick_params(length=0, labelsize=9)
-    ax.spines[:].set_visible(False)
-    ax.set_xlabel(xlabel or "")
-    ax.set_ylabel(ylabel or "")
-    for r, row in enumerate(cell_labels or []):
-        for k, text in enumerate(row):
-            if text:
-                ax.text(padding + k * (W + padding) + 0.5, padding + r * (H + padding) + 0.5, text, color="yellow",
-                        fontsize=8, ha="left", va="top")
-    if title:
-        ax.set_title(title, fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def plot_schedules(betas_by_name, dashed=()):
-    """beta_t, abar_t and log SNR_t against t for several schedules: {name: (T,) betas} -> figure.
-
-    Names in `dashed` are drawn dashed and on top (e.g. the loaded model's own schedule).
-    """
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    panels = [("betas", r"$\beta_t$", "noise added per step"),
-              ("alphas_cumprod", r"$\bar\alpha_t$", "signal kept"),
-              ("snr", r"$\log \mathrm{SNR}_t$", r"$\log \frac{\bar\alpha_t}{1-\bar\alpha_t}$, signal-to-noise ratio")]
-    for name, betas in betas_by_name.items():
-        table = schedule_table(betas)
-        style = dict(ls="--", lw=2.2, zorder=3) if name in dashed else dict(lw=1.5)
-        for ax, (key, _, _) in zip(axes, panels):
-            y = table[key].log() if key == "snr" else table[key]
-            ax.plot(np.arange(len(betas)), y.numpy(), label=name, **style)
-    for ax, (_, symbol, what) in zip(axes, panels):
-        ax.set_title(f"{symbol}: {what}", fontsize=11)
-        ax.set_xlabel("timestep $t$")
-        ax.set_ylabel(symbol)
-        ax.grid(alpha=0.3)
-    axes[0].set_yscale("log")  # the cosine schedule's last betas reach 0.999, the others stay below 0.02
-    axes[0].legend(fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_histograms(samples, labels, titles, normals=None, xlabel="value", suptitle=None, bins=60):
-    """One panel per entry: overlaid density histograms of 1-D samples, and optionally a normal density.
-
-    samples[i] is a list of 1-D tensors (one per label); normals[i] = (mean, std) draws N(mean, std^2).
-    Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.3 * len(samples), 3.0), squeeze=False)
-    for i, ax in enumerate(axes[0]):
-        for values, label in zip(samples[i], labels):
-            ax.hist(values.flatten().numpy(), bins=bins, density=True, histtype="step", lw=1.6, label=label)
-        if normals is not None:
-            mean, std = (float(v) for v in normals[i])
-            xs = np.linspace(mean - 4 * std, mean + 4 * std, 200)
-            ax.plot(xs, np.exp(-0.5 * ((xs - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi)), "k:", lw=1.5,
-                    label="theory")
-        ax.set_title(titles[i], fontsize=10)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("density")
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=12)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return fig
-
-
-def trajectory_frames(trajectory, count=4, every=1, padding=2):
-    """Animation frames from F.sample's trajectory: one grid per step, rows x_t, eps-hat, x0-hat.
-
-    A frame every `every` steps shows the first `count` samples at timesteps[i] (the x_t about to be
-    denoised, the UNet's eps-hat and the x0-hat of Eq. 15); a last frame shows the result in the x_t row.
-    Returns (frames, timesteps): a list of (C, H', W') images and the timestep of each frame (-1: the end).
-    """
-    x_t, eps, x0_hat = (trajectory[k][:, :count] for k in ("x_t", "pred_epsilon", "pred_original_sample"))
-    steps = len(trajectory["timesteps"])
-    shown = list(range(0, steps, every)) + [steps]
-    frames = [make_grid(torch.cat([x_t[i], eps[min(i, steps - 1)], x0_hat[min(i, steps - 1)]]),
-                        nrow=x_t.shape[1], padding=padding) for i in shown]
-    return frames, [int(trajectory["timesteps"][i]) if i < steps else -1 for i in shown]

@@ -1,4 +1,4 @@
-"""Training: the course's small MNIST model, the digit classifier that grades it, and the loop both use.
+"""Training: the course's small MNIST UNet and the loop that trains it (the classifier's is in src/classifier.py).
 
 Command line (run from anywhere; paths are taken from the repository root):
 
@@ -20,35 +20,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf  # not F: in the course, F is src.functions
 from tqdm.auto import tqdm
 
-from src.functions import PROJECT_ROOT, forward_jump, linear_betas, alphas_cumprod_from_betas, randn_like
+from src import functions as F
+from src.files import repo_path
+from src.mnist import NUM_CLASSES, load_mnist
 
-NUM_CLASSES = 10
-NULL_LABEL = 10  # the extra "no class" label used for classifier-free guidance
-MNIST_PATH = PROJECT_ROOT / "data" / "mnist_10k.npz"
-HELD_OUT = 1000  # digits kept out of every training run, to test the classifier honestly
+# The noise schedule every course model is trained with (DDPM Sec. 4: linear beta 1e-4 -> 0.02, T = 1000),
+# written into each model's scheduler_config.json; clip_sample=False because clipping x0-hat breaks guided
+# sampling (notebook 05). The one place it is written: training and the saved config both read it here.
+TRAINING_SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                         clip_sample=False)
 
 
-# --- data ----------------------------------------------------------------------------------------
-
-def load_mnist(split="train", path=MNIST_PATH):
-    """MNIST digits as (N, 1, 28, 28) floats in [-1, 1] and (N,) int64 labels.
-
-    The file is sorted by digit, so the split is a fixed shuffle (seed 0): `test` is 1,000 digits
-    that no model of the course was trained on, `train` the other 9,000, `all` every digit.
-    """
-    data = np.load(path)
-    images = torch.from_numpy(data["images"]).float().div(127.5).sub(1).unsqueeze(1)
-    labels = torch.from_numpy(data["labels"].astype(np.int64))
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-    if split == "all":
-        return images, labels
-    if split not in ("train", "test"):
-        raise ValueError(f"Unknown split {split!r}: use 'train', 'test' or 'all'.")
-    keep = order[:HELD_OUT] if split == "test" else order[HELD_OUT:]
-    return images[keep], labels[keep]
+def training_alphas_cumprod():
+    """abar_t of TRAINING_SCHEDULE, (T,) float32 on the CPU."""
+    return F.alphas_cumprod_from_betas(F.betas_from_scheduler_config(TRAINING_SCHEDULE))
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -69,44 +57,9 @@ def make_unet(class_conditional=True, sample_size=28, block_out_channels=(16, 24
         # FiLM-style conditioning (scale and shift from the time + class embedding): the class
         # signal reaches every block more strongly than an added bias does
         resnet_time_scale_shift="scale_shift",
+        # labels 0-9 the digits, and one more, the last: "no class" (F.null_label_of reads it from here)
         num_class_embeds=NUM_CLASSES + 1 if class_conditional else None,
     )
-
-
-class DigitClassifier(torch.nn.Module):
-    """A small CNN that says which digit a 28x28 image in [-1, 1] shows; it grades the samples.
-
-    Two 3x3 convolutions per resolution (28, 14), then a dense layer over the 7x7 map, which keeps
-    where the strokes are (a global average would not: it confused 6 and 9).
-    """
-
-    def __init__(self):
-        super().__init__()
-        conv = lambda i, o: [torch.nn.Conv2d(i, o, 3, padding=1), torch.nn.ReLU()]  # noqa: E731
-        self.net = torch.nn.Sequential(
-            *conv(1, 32), *conv(32, 32), torch.nn.MaxPool2d(2),
-            *conv(32, 64), *conv(64, 64), torch.nn.MaxPool2d(2),
-            torch.nn.Flatten(), torch.nn.Linear(64 * 7 * 7, 128), torch.nn.ReLU(), torch.nn.Dropout(0.3),
-            torch.nn.Linear(128, NUM_CLASSES))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def load_classifier(folder="models/digit-classifier"):
-    """The course's digit classifier, in eval mode on the CPU."""
-    from safetensors.torch import load_file
-
-    model = DigitClassifier()
-    model.load_state_dict(load_file(str(PROJECT_ROOT / folder / "model.safetensors")))
-    return model.eval()
-
-
-@torch.inference_mode()
-def classify(classifier, images, batch_size=500):
-    """Predicted digit for each (N, 1, 28, 28) image in [-1, 1]."""
-    return torch.cat([classifier(images[i:i + batch_size].float().cpu()).argmax(1)
-                      for i in range(0, len(images), batch_size)])
 
 
 # --- the training loop ---------------------------------------------------------------------------
@@ -126,25 +79,37 @@ def ema_update(ema, model, decay):
         p_ema.lerp_(p, 1 - decay)
 
 
-def diffusion_loss(unet, x0, labels, alphas_cumprod, generator, objective="ddpm", sigma=0.5,
-                   label_dropout=0.1, null_label=NULL_LABEL):
+def diffusion_loss(unet, x0, labels, alphas_cumprod, generator=None, objective="ddpm", sigma=0.5, label_dropout=0.1,
+                   t=None, noise=None):
     """One batch's loss.
 
     objective "ddpm": L_simple, DDPM Eq. 14: || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2,
         t uniform; with labels, each is replaced by the null label with probability label_dropout (CFG).
     objective "denoise": a one-step denoiser, || x_0 - D(x_0 + sigma eps) ||^2 (t fixed at 0).
+        t, noise: this batch's timesteps and noise; drawn from `generator` when None (the checker of notebook 06
+        passes them, so a student's loss can be compared with this one exactly).
     """
     B = x0.shape[0]
-    noise = randn_like(x0, generator)
+    noise = F.randn_like(x0, generator) if noise is None else noise
     if labels is not None:
         drop = torch.rand(B, generator=generator) < label_dropout
-        labels = torch.where(drop.to(labels.device), torch.full_like(labels, null_label), labels)
+        labels = torch.where(drop.to(labels.device), torch.full_like(labels, F.null_label_of(unet)), labels)
     if objective == "denoise":
         t = torch.zeros(B, dtype=torch.long, device=x0.device)
-        return F.mse_loss(unet(x0 + sigma * noise, t, class_labels=labels).sample, x0)
-    t = torch.randint(0, len(alphas_cumprod), (B,), generator=generator).to(x0.device)
-    x_t = forward_jump(x0, t, alphas_cumprod, noise=noise)
-    return F.mse_loss(unet(x_t, t, class_labels=labels).sample, noise)
+        return nnf.mse_loss(unet(x0 + sigma * noise, t, class_labels=labels).sample, x0)
+    if t is None:
+        t = torch.randint(0, len(alphas_cumprod), (B,), generator=generator).to(x0.device)
+    x_t = F.forward_jump(x0, t, alphas_cumprod, noise=noise)
+    return nnf.mse_loss(unet(x_t, t, class_labels=labels).sample, noise)
+
+
+def optimizer_step(unet, optimizer, loss, max_grad_norm=1.0):
+    """One optimizer step on a batch's loss: gradients from zero, their norm clipped to max_grad_norm (one bad
+    batch cannot throw the weights far), then the update."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), max_grad_norm)
+    optimizer.step()
 
 
 def train_diffusion(unet, images, labels=None, *, steps, batch_size=64, lr=1.5e-3, warmup=200,
@@ -163,10 +128,10 @@ def train_diffusion(unet, images, labels=None, *, steps, batch_size=64, lr=1.5e-
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     # fused: one kernel for all parameters, about 10 ms less per step of a small model on a CPU
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0, fused=True)
-    alphas_cumprod = alphas_cumprod_from_betas(linear_betas(1000)).to(device)
+    alphas_cumprod = training_alphas_cumprod().to(device)
     generator = torch.Generator().manual_seed(seed)
     losses, start, elapsed, runs = [], 0, 0.0, []
-    out = Path(PROJECT_ROOT / out) if out is not None else None
+    out = repo_path(out) if out is not None else None
     if resume and out is not None and (out / "checkpoint.pt").exists():
         ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=False)
         unet.load_state_dict(ckpt["model"]); ema.load_state_dict(ckpt["ema"])
@@ -184,10 +149,7 @@ def train_diffusion(unet, images, labels=None, *, steps, batch_size=64, lr=1.5e-
         idx = torch.randint(0, len(images), (batch_size,), generator=generator).to(device)
         loss = diffusion_loss(unet, images[idx], None if labels is None else labels[idx],
                               alphas_cumprod, generator, objective, sigma, label_dropout)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
+        optimizer_step(unet, opt, loss)
         # EMA warm-up: average over ~step steps early on, over ~1/(1-ema_decay) steps later
         ema_update(ema, unet, min(ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
@@ -208,9 +170,7 @@ def _save_run(out, unet, ema, opt, generator, step, losses, elapsed, runs):
 
     out.mkdir(parents=True, exist_ok=True)
     ema.save_pretrained(out)
-    # the training schedule; clip_sample=False because clipping x0-hat breaks guided sampling
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                  clip_sample=False).save_pretrained(out)
+    DDPMScheduler(**TRAINING_SCHEDULE).save_pretrained(out)
     with open(out / "loss.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss"])
@@ -225,45 +185,9 @@ def _save_run(out, unet, ema, opt, generator, step, losses, elapsed, runs):
     tmp.replace(out / "checkpoint.pt")
 
 
-def random_shift(x, pixels, generator):
-    """Each image moved by up to `pixels` in x and y (background -1 fills the gap)."""
-    B, _, H, W = x.shape
-    padded = F.pad(x, (pixels,) * 4, value=-1.0)
-    dx, dy = torch.randint(0, 2 * pixels + 1, (2, B), generator=generator)
-    return torch.stack([padded[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
-
-
-def train_classifier(out="models/digit-classifier", epochs=12, batch_size=128, lr=2e-3, seed=0, progress=True):
-    """Train the digit classifier on the train split; returns its accuracy on the 1,000 held-out digits."""
-    from safetensors.torch import save_file
-
-    torch.manual_seed(seed)
-    images, labels = load_mnist("train")
-    model = DigitClassifier()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    steps = epochs * (len(images) // batch_size)
-    for step in tqdm(range(steps), disable=not progress, desc="classifier"):
-        idx = torch.randint(0, len(images), (batch_size,), generator=g)
-        x = random_shift(images[idx], 2, g)  # so it judges shapes, not pixel positions
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, 50)
-        loss = F.cross_entropy(model(x), labels[idx])
-        opt.zero_grad(); loss.backward(); opt.step()
-    model.eval()
-    test_x, test_y = load_mnist("test")
-    accuracy = (classify(model, test_x) == test_y).float().mean().item()
-    folder = PROJECT_ROOT / out
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), str(folder / "model.safetensors"))
-    (folder / "accuracy.json").write_text(json.dumps({"held_out_accuracy": accuracy, "held_out": HELD_OUT,
-                                                      "train_digits": len(images), "epochs": epochs}, indent=1))
-    return accuracy
-
-
 def check_out_folder(out, resume, overwrite, steps=None):
     """One sentence if training into `out` would lose work or cannot do what was asked; None if fine."""
-    out = PROJECT_ROOT / out
+    out = repo_path(out)
     checkpoint = out / "checkpoint.pt"
     if resume:
         if not checkpoint.exists():
@@ -316,6 +240,8 @@ def main(argv=None):
     if problem:
         parser.error(problem)
     if args.what == "classifier":
+        from src.classifier import train_classifier
+
         print(f"held-out accuracy: {train_classifier(args.out, args.epochs):.4f}")
         return
     if args.threads:
@@ -326,7 +252,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     channels = args.channels
     if args.resume:  # the checkpoint's architecture, whatever --channels says
-        channels = json.loads((Path(args.out) / "config.json").read_text())["block_out_channels"]
+        channels = json.loads((repo_path(args.out) / "config.json").read_text())["block_out_channels"]
     train_diffusion(make_unet(block_out_channels=channels), images, labels, steps=args.steps,
                     batch_size=args.batch_size, lr=args.lr,
                     seed=args.seed, device=device, out=args.out, save_every=args.save_every, resume=args.resume)

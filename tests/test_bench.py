@@ -4,24 +4,18 @@ No timing thresholds here: timings depend on the machine and its load; bench/run
 The bundled model is used when it is there, else a tiny random one saved in the same layout.
 """
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench/ is a folder of the repository, not an installed package
+    sys.path.insert(0, str(ROOT))
 
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def bench():
-    return _load_bench()
+from bench.models import GOOGLE_256_UNET  # noqa: E402
+from bench.run import main  # noqa: E402
+from bench.timing import median, paired_ratio  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +33,9 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def quick_run(bench, model_dir, tmp_path_factory):
+def quick_run(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results.md"
-    results = bench.main(["--quick", "--model", model_dir, "--out", str(out)])
+    results = main(["--quick", "--model", model_dir, "--out", str(out)])
     return results, out.read_text()
 
 
@@ -96,11 +90,11 @@ def test_memory_and_start_up_measured(quick_run):
     assert any("Load the bundled model" in r["what"] for r in results.rows)
 
 
-def test_google_256_architecture_matches_the_published_config(bench):
+def test_google_256_architecture_matches_the_published_config():
     """The stand-in's config is google/ddpm-celebahq-256's (shared/ECOSYSTEM.md): 113.7 M parameters."""
     from diffusers import UNet2DModel
 
-    cfg = bench.GOOGLE_256_UNET
+    cfg = GOOGLE_256_UNET
     assert cfg["block_out_channels"] == (128, 128, 256, 256, 512, 512)
     assert cfg["down_block_types"][4] == "AttnDownBlock2D" and cfg["up_block_types"][1] == "AttnUpBlock2D"
     import torch
@@ -111,12 +105,12 @@ def test_google_256_architecture_matches_the_published_config(bench):
     assert 113.0e6 < params < 114.5e6, params
 
 
-def test_paired_ratio_cancels_drift_between_repeats(bench):
+def test_paired_ratio_cancels_drift_between_repeats():
     """Each repeat times both sides back to back: a machine twice as slow in one repeat must not move the
     ratio, while the ratio of the two medians would."""
     # the machine changes speed from repeat to repeat; within each, the course takes 1.1x the reference
     times = {"course": [2.2, 3.3, 1.1], "reference": [2.0, 3.0, 1.0]}
-    assert bench.paired_ratio(times, "course", "reference") == pytest.approx(1.1)
+    assert paired_ratio(times, "course", "reference") == pytest.approx(1.1)
     times["course"][0] = 1.1  # one repeat where only the course was lucky: the medians now say 1.1 / 2.0
-    assert bench.paired_ratio(times, "course", "reference") == pytest.approx(1.1)
-    assert bench.median(times["course"]) / bench.median(times["reference"]) == pytest.approx(0.55)
+    assert paired_ratio(times, "course", "reference") == pytest.approx(1.1)
+    assert median(times["course"]) / median(times["reference"]) == pytest.approx(0.55)

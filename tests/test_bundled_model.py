@@ -11,9 +11,10 @@ import os
 import pytest
 import torch
 
-from src.course import load_model
-from src.functions import PROJECT_ROOT
-from src.train import load_classifier, load_mnist, classify
+from src.classifier import classify, load_classifier
+from src.files import PROJECT_ROOT
+from src.mnist import load_mnist
+from src.models import load_model
 
 MODEL = PROJECT_ROOT / "models" / "mnist-ddpm"
 

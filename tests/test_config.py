@@ -11,11 +11,10 @@ import shutil
 import pytest
 import torch
 
-from src import course
-from src import functions as F
+from src import config, files, models
 from src.course import CourseError, load_config
 
-REAL_CONFIG = (F.PROJECT_ROOT / "config.yaml").read_text()
+REAL_CONFIG = files.repo_path("config.yaml").read_text()
 
 
 def save_tiny_model(folder, sample_size=28, channels=1, num_class_embeds=11, num_train_timesteps=1000):
@@ -38,7 +37,7 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch, tiny_model_dir):
-    """A copy of the project's inputs under tmp_path, made the PROJECT_ROOT of src.course and src.functions."""
+    """A copy of the project's inputs under tmp_path, made the repository root (src.files.PROJECT_ROOT)."""
     root = tmp_path / "course"
     shutil.copytree(tiny_model_dir, root / "models" / "mnist-ddpm")
     (root / "images").mkdir()
@@ -47,8 +46,7 @@ def project(tmp_path, monkeypatch, tiny_model_dir):
     Image.new("RGB", (40, 30), (200, 100, 50)).save(root / "images" / "astronaut.png")
     (root / "images" / "notes.txt").write_text("not a picture\n")
     (root / "config.yaml").write_text(REAL_CONFIG)
-    monkeypatch.setattr(course, "PROJECT_ROOT", root)
-    monkeypatch.setattr(F, "PROJECT_ROOT", root)
+    monkeypatch.setattr(files, "PROJECT_ROOT", root)
     monkeypatch.setenv("COURSE_CONFIG", str(root / "config.yaml"))
     monkeypatch.delenv("COURSE_OUTPUT", raising=False)  # output_dir() is then root/output
     return root
@@ -64,7 +62,7 @@ def nothing_loads(monkeypatch):
 
     for owner, attr in [(UNet2DModel, "from_pretrained"), (UNet2DModel, "load_config"),
                         (DDIMScheduler, "from_pretrained"), (DDIMScheduler, "load_config"),
-                        (course, "load_model"), (F, "save_output"), (torch, "load")]:
+                        (models, "load_model"), (files, "save_output"), (torch, "load")]:
         monkeypatch.setattr(owner, attr, forbidden)
 
 
@@ -213,7 +211,7 @@ def test_the_course_config_itself_is_valid_in_both_modes(project, nothing_loads,
     assert full["fast"] is False and full["num_inference_steps"] == 50
     monkeypatch.setenv("COURSE_FAST", "1")
     fast = load_config()
-    assert fast["fast"] is True and fast["num_inference_steps"] == course.FAST["num_inference_steps"]
+    assert fast["fast"] is True and fast["num_inference_steps"] == config.FAST["num_inference_steps"]
     assert all(0 <= i < fast["num_inference_steps"] for i in fast["sdedit_start_indices"])
     assert sorted(fast["sdedit_start_indices"]) == fast["sdedit_start_indices"], "same order of noise levels"
     assert not (project / "output").exists()

@@ -8,6 +8,7 @@ import torch
 from diffusers import UNet2DModel
 
 from src import experiments as E
+from src import figures
 from src import functions as F
 
 matplotlib.use("Agg")
@@ -186,12 +187,12 @@ def test_plots_draw(unet, alphas_cumprod):
 
     sweep = E.mix_sweep(unet, alphas_cumprod, noise(2), [0.1, 1.0], 2, progress=False,
                         generator=torch.Generator().manual_seed(0))
-    fig = E.plot_similarity({"DDIM": sweep}, "test", unrelated=sweep)
+    fig = figures.plot_similarity({"DDIM": sweep}, "test", unrelated=sweep)
     assert fig.axes[0].get_xlabel().startswith("input distance")
     x0 = noise(2).clamp(-1, 1)
     r = E.reconstruct_from_levels(unet, x0, [0.2, 0.8], alphas_cumprod, 2, progress=False,
                                   generator=torch.Generator().manual_seed(0))
-    fig2 = E.plot_reconstruction(r, E.reconstruction_metrics(x0, r["recon"], 1.0), alphas_cumprod)
+    fig2 = figures.plot_reconstruction(r, E.reconstruction_metrics(x0, r["recon"], 1.0), alphas_cumprod)
     assert len(fig2.axes) == 4
     plt.close("all")
 
@@ -204,8 +205,8 @@ def test_similarity_plots_on_shared_axes_show_every_point():
         d = torch.tensor([[1.0, 1.2], [4.0, 4.4]])
         return {"input_distance": d, "output_distance": scale * d}
     fig, axes = plt.subplots(1, 2, sharey=True)
-    E.plot_similarity({"small": sweep(0.5)}, "a", ax=axes[0])
-    E.plot_similarity({"large": sweep(2.0)}, "b", ax=axes[1])
+    figures.plot_similarity({"small": sweep(0.5)}, "a", ax=axes[0])
+    figures.plot_similarity({"large": sweep(2.0)}, "b", ax=axes[1])
     for ax in axes:  # the y axis is shared, so both reach the second plot's 8.8
         assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 8.8, ax.get_ylim()
         assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] >= 4.4
@@ -232,7 +233,7 @@ def test_level_reports_and_grid(unet, alphas_cumprod):
     change = E.class_change(torch.tensor([[[1, 2], [1, 5]], [[1, 2], [7, 5]]]), torch.tensor([1, 2]), [0.25, 1.0])
     report = E.class_change_report(["a", "b"], change, r, alphas_cumprod)
     assert "a: first another digit at strength never, 1" in report and "fewer than half" in report
-    fig = E.plot_level_grid(x0, r, ["a", "b"])
+    fig = figures.plot_level_grid(x0, r, ["a", "b"])
     (ax,) = fig.axes  # one table: rows x_t of the first image, then each image; columns x_0 and each strength
     side = 3 * (x0.shape[-1] + 2) + 2  # 3 cells of 8 px, 2 px of padding around each
     assert ax.images[0].get_array().shape[:2] == (side, side)

@@ -327,105 +327,56 @@ def test_blur_is_a_normalised_low_pass():
     torch.testing.assert_close(F.gaussian_blur(flat, 1.5), flat)  # constants pass unchanged
 
 
-# --- F.unet_forward: the UNet as a TorchScript trace on the CPU ---------------------------------------
-
-def _attention_unet():
-    """Unconditional, 3 channels, with attention blocks (the kinds google/ddpm-celebahq-256 is made of)."""
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(1)
-    return UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-                       norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=4).eval()
-
-
-def _inputs(unet, batch, seed):
-    g = torch.Generator().manual_seed(seed)
-    c, s = unet.config.in_channels, unet.config.sample_size
-    x = torch.randn(batch, c, s, s, generator=g)
-    t = torch.randint(0, 1000, (batch,), generator=g)
-    n = unet.config.num_class_embeds
-    return x, t, (None if n is None else torch.randint(0, n, (batch,), generator=g))
-
-
-@pytest.mark.parametrize("which", ["class-conditional", "attention blocks"])
-def test_unet_forward_is_bit_identical_to_the_module_at_any_batch_size(tiny_unet, which):
-    """One trace, made at the first batch size, gives exactly the module's output at the others too
-    (65 crosses diffusers' one batch-size branch, which gets its own trace)."""
-    unet = copy.deepcopy(tiny_unet) if which == "class-conditional" else _attention_unet()
+def test_guided_epsilon_combines_its_two_predictions_with_classifier_free_guidance(tiny_unet):
+    """guided_epsilon's one batched call equals the formula applied to two separate calls (with c, with null)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 8, 8, generator=g)
+    labels = torch.tensor([0, 1, 0])
+    t = torch.full((3,), 500)
+    null = torch.full((3,), F.null_label_of(tiny_unet))
     with torch.inference_mode():
-        for i, batch in enumerate([2, 1, 5, 65, 2]):
-            x, t, labels = _inputs(unet, batch, seed=i)
-            assert torch.equal(F.unet_forward(unet, x, t, labels), unet(x, t, class_labels=labels).sample), batch
-    assert len(F._TRACES[unet].by_signature) == 2  # batch < 64 and batch >= 64: the trace was used, and reused
+        cond, uncond = tiny_unet(x, t, class_labels=labels).sample, tiny_unet(x, t, class_labels=null).sample
+        guided = F.guided_epsilon(tiny_unet, x, 500, labels, guidance_scale=3.0)
+    torch.testing.assert_close(guided, F.classifier_free_guidance(cond, uncond, 3.0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(F.classifier_free_guidance(cond, uncond, 1.0), cond)
+    torch.testing.assert_close(F.classifier_free_guidance(cond, uncond, 0.0), uncond)
 
 
-def test_unet_forward_follows_the_weights(tiny_unet):
-    """The trace shares the UNet's weight tensors: in-place updates and load_state_dict show at once;
-    weights replaced by new tensors (.double()) get a new trace."""
-    unet = copy.deepcopy(tiny_unet)
-    x, t, labels = _inputs(unet, 3, seed=0)
+def test_ddpm_step_adds_noise_per_row_when_rows_are_at_different_levels():
+    """A row at its last step (abar_{t-1} = 1) gets no noise; the other rows still get theirs (not the batch max)."""
+    abar = F.alphas_cumprod_from_betas(F.linear_betas())
+    x = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    a_t = torch.stack([abar[0], abar[500]]).view(2, 1, 1, 1)
+    a_prev = torch.stack([torch.tensor(1.0), abar[499]]).view(2, 1, 1, 1)
+    both, _ = F.ddpm_step(x, eps, a_t, a_prev, noise=noise)
+    first, _ = F.ddpm_step(x[:1], eps[:1], abar[0], torch.tensor(1.0), noise=noise[:1])
+    second, _ = F.ddpm_step(x[1:], eps[1:], abar[500], abar[499], noise=noise[1:])
+    torch.testing.assert_close(both, torch.cat([first, second]))
+    mean, _ = F.posterior_mean_variance(x[1:], F.predict_x0(x[1:], eps[1:], abar[500]), abar[500], abar[499])
+    assert not torch.allclose(second, mean), "the unfinished row got its noise"
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("steps", [1, 4, 10, 50, 333, 1000])
+def test_ddim_timesteps_match_diffusers_for_every_spacing(spacing, steps):
+    ref = DDIMScheduler(num_train_timesteps=1000, timestep_spacing=spacing)
+    ref.set_timesteps(steps)
+    assert F.ddim_timesteps(steps, 1000, timestep_spacing=spacing).tolist() == ref.timesteps.tolist()
+
+
+def test_sample_with_trailing_spacing_matches_diffusers_ddim(tiny_unet):
+    """The whole loop with "trailing" spacing (starts at t = 999) against DDIMScheduler.step."""
+    abar = F.alphas_cumprod_from_betas(F.linear_betas())
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    ref = DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing", clip_sample=False)
+    ref.set_timesteps(10)
+    y = x.clone()
+    labels = torch.tensor([2, 2])  # the null label: an unconditional call
     with torch.inference_mode():
-        before = F.unet_forward(unet, x, t, labels)
-    with torch.no_grad():
-        for p in unet.parameters():
-            p.mul_(1.1)
-    with torch.inference_mode():
-        changed = F.unet_forward(unet, x, t, labels)
-        assert not torch.equal(changed, before)
-        assert torch.equal(changed, unet(x, t, class_labels=labels).sample)
-    unet.load_state_dict(tiny_unet.state_dict())
-    with torch.inference_mode():
-        assert torch.equal(F.unet_forward(unet, x, t, labels), before)
-        unet.double()
-        out = F.unet_forward(unet, x.double(), t, labels)
-        assert out.dtype == torch.float64 and torch.equal(out, unet(x.double(), t, class_labels=labels).sample)
-    assert len(F._TRACES[unet].by_signature) == 2
-
-
-def test_unet_forward_calls_the_module_when_a_trace_would_skip_something(tiny_unet):
-    unet = copy.deepcopy(tiny_unet)
-    x, t, labels = _inputs(unet, 2, seed=0)
-    out = F.unet_forward(unet, x, t, labels)  # gradients on: training needs autograd through the module
-    assert out.requires_grad and out.grad_fn is not None
-    assert not F._TRACES.get(unet)  # no trace made
-    with torch.inference_mode():
-        F.unet_forward(unet, x, t, labels)
-    assert len(F._TRACES[unet].by_signature) == 1
-    calls = []
-    hook = unet.mid_block.register_forward_hook(lambda *args: calls.append(1))  # after the trace was made
-    with torch.inference_mode():
-        F.unet_forward(unet, x, t, labels)
-    hook.remove()
-    assert calls == [1]  # a hook (the benchmark's label hook, a student's probe) runs
-    unet.train()
-    with torch.inference_mode():
-        out = F.unet_forward(unet, x[:1], t[:1], labels[:1])
-    assert torch.equal(out, unet(x[:1], t[:1], class_labels=labels[:1]).sample)
-    assert len(F._TRACES[unet].by_signature) == 1  # train mode: no new trace
-
-
-def test_unet_forward_falls_back_to_the_module_where_torch_cannot_trace(tiny_unet, monkeypatch):
-    def no_torchscript(*args, **kwargs):
-        raise RuntimeError("TorchScript is not available")
-    monkeypatch.setattr(torch.jit, "trace", no_torchscript)
-    unet = copy.deepcopy(tiny_unet)
-    x, t, labels = _inputs(unet, 2, seed=0)
-    with torch.inference_mode():
-        assert torch.equal(F.unet_forward(unet, x, t, labels), unet(x, t, class_labels=labels).sample)
-        assert torch.equal(F.unet_forward(unet, x, t, labels), unet(x, t, class_labels=labels).sample)
-    assert list(F._TRACES[unet].by_signature.values()) == [None]  # tried once, then plain calls
-
-
-def test_traces_go_with_their_unet(tiny_unet):
-    import gc
-    import weakref
-
-    unet = copy.deepcopy(tiny_unet)
-    with torch.inference_mode():
-        F.unet_forward(unet, *_inputs(unet, 2, seed=0))
-    assert len(F._TRACES[unet].by_signature) == 1
-    alive = weakref.ref(unet)
-    del unet
-    gc.collect()
-    assert alive() is None
+        for t in ref.timesteps:
+            y = ref.step(tiny_unet(y, t, class_labels=labels).sample, t, y).prev_sample
+        ours = F.sample(tiny_unet, x, abar, 10, timestep_spacing="trailing", progress=False)
+    assert int(ref.timesteps[0]) == 999
+    torch.testing.assert_close(ours, y, atol=1e-5, rtol=1e-5)

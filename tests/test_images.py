@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from src import functions as F
+from src import files
 
 rng = np.random.default_rng(0)
 RGB = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)  # 50 wide, 30 high
@@ -23,7 +23,7 @@ def from_file(image, fmt="PNG", **save_args):
 
 
 def check(image, size, channels, *notes):
-    x, note = F.image_to_tensor(image, size, channels)
+    x, note = files.image_to_tensor(image, size, channels)
     assert x.shape == (1, channels, size, size) and x.dtype == torch.float32
     assert x.min() >= -1 and x.max() <= 1 and torch.isfinite(x).all()
     for part in notes:
@@ -104,7 +104,7 @@ def test_transparent_drawing_stays_visible(ink, channels):
 def test_a_file_that_is_not_an_image_is_one_sentence(tmp_path):
     (tmp_path / "notes.png").write_text("this is text, not a PNG")
     with pytest.raises(ValueError) as info:
-        F.load_image(tmp_path / "notes.png", 28, 1)
+        files.load_image(tmp_path / "notes.png", 28, 1)
     message = str(info.value)
     assert "notes.png is not an image Pillow can read" in message and "PNG, JPEG" in message and "\n" not in message
     assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -114,29 +114,29 @@ def test_a_truncated_image_is_one_sentence(tmp_path):
     data = from_file(Image.fromarray(RGB)).fp.getvalue()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"cut\.png is not an image Pillow can read \(OSError: .*truncated"):
-        F.load_image(tmp_path / "cut.png", 28, 1)
+        files.load_image(tmp_path / "cut.png", 28, 1)
 
 
 def test_a_missing_image_and_a_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="No image at .*nothing.png.*PNG or JPEG"):
-        F.load_image(tmp_path / "nothing.png", 28, 1)
+        files.load_image(tmp_path / "nothing.png", 28, 1)
     with pytest.raises(FileNotFoundError, match="No image at"):
-        F.load_image(tmp_path, 28, 1)
+        files.load_image(tmp_path, 28, 1)
 
 
 def test_load_image_reads_real_files_and_closes_them(tmp_path):
     Image.fromarray(RGB).save(tmp_path / "photo.png")
-    x, note = F.load_image(tmp_path / "photo.png", 28, 3)
+    x, note = files.load_image(tmp_path / "photo.png", 28, 3)
     assert x.shape == (1, 3, 28, 28) and "centre-cropped" in note
     (tmp_path / "photo.png").unlink()  # the file is not held open (Windows would refuse otherwise)
 
 
 def test_the_courses_own_images_load():
-    for path in sorted((F.PROJECT_ROOT / "images").glob("*")):
-        check_shape = F.load_image(path, 28, 1)[0].shape
+    for path in sorted((files.PROJECT_ROOT / "images").glob("*")):
+        check_shape = files.load_image(path, 28, 1)[0].shape
         assert check_shape == (1, 1, 28, 28), path
 
 
 def test_unsupported_channel_count_is_clear():
     with pytest.raises(ValueError, match=r"channels=4: .*1 \(greyscale\) or 3 \(RGB\)"):
-        F.image_to_tensor(Image.fromarray(RGB), 28, 4)
+        files.image_to_tensor(Image.fromarray(RGB), 28, 4)

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 import torch
 
-from src import course
+from src import files, models
 from src import functions as F
 from src.course import CourseError, load_model
 
@@ -140,7 +140,7 @@ def test_model_the_course_cannot_sample_from(model_dir, file, items, parts):
 
 
 def test_the_bundled_model_missing_says_how_to_restore_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(course, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(files, "PROJECT_ROOT", tmp_path)
     (tmp_path / "models").mkdir()
     with pytest.raises(CourseError) as info:
         load_model("models/mnist-ddpm")
@@ -168,7 +168,7 @@ def test_device_cuda_without_cuda_is_a_clear_error_not_a_silent_fallback(tiny_di
     with pytest.raises(CourseError) as info:
         load_model(str(tiny_dir), device="cuda")
     one_sentence(info, "`device` in config.yaml is 'cuda'", "no CUDA GPU", "`device: auto` (or cpu)", "GPU runtime")
-    assert course.pick_device("auto").type in ("cpu", "mps")
+    assert models.pick_device("auto").type in ("cpu", "mps")
 
 
 # --- the hub, without a network ----------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_hub_id_path_offline_and_unreachable_in_a_fresh_process(tmp_path):
         port = s.getsockname()[1]
     env = {**__import__("os").environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
            "HF_ENDPOINT": f"http://127.0.0.1:{port}", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(F.PROJECT_ROOT)], env=env, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", HUB_SCRIPT, str(files.PROJECT_ROOT)], env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "local_dir_use_symlinks" not in result.stderr, "no warning a student cannot act on"

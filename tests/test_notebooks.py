@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.functions import PROJECT_ROOT
+from src.files import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 NAMES = [p.stem for p in NOTEBOOKS]

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from src import figures, files
 from src import functions as F
 from src.course import load_config, load_model
 
-REAL_CONFIG = (F.PROJECT_ROOT / "config.yaml").read_text()
+REAL_CONFIG = (files.PROJECT_ROOT / "config.yaml").read_text()
 
 
 def disturb_global_rng():
@@ -86,8 +87,8 @@ def test_the_same_config_gives_the_same_pictures_through_the_course_api(tmp_path
         g = torch.Generator().manual_seed(cfg["seed"])
         x = F.sample(model.unet, model.noise(cfg["num_samples"], g), model.alphas_cumprod, cfg["num_inference_steps"],
                      eta=cfg["eta"], class_labels=cfg["class_label"], generator=g, progress=False)
-        fig = F.show_images(x)
-        path = F.save_output(F.figure_bytes(fig), "samples.png", out)
+        fig = figures.show_images(x)
+        path = files.save_output(files.figure_bytes(fig), "samples.png", out)
         plt.close(fig)
         return x, np.asarray(Image.open(path))
 
@@ -138,7 +139,7 @@ def test_a_notebook_shows_course_errors_as_one_sentence_and_survives_the_stop_bu
     bad.write_text(REAL_CONFIG.replace("seed: 0", "seed: -1"))
     setup = f"""
 import copy, os, sys, torch
-sys.path.insert(0, {str(F.PROJECT_ROOT)!r})
+sys.path.insert(0, {str(files.PROJECT_ROOT)!r})
 os.environ["COURSE_CONFIG"] = {str(bad)!r}
 from diffusers import UNet2DModel
 from src import functions as F
@@ -205,7 +206,7 @@ PREFERRED = ["01_forward_process", "03_similar_noise", "04_noise_levels", "02_re
 
 
 def pick_notebook():
-    found = {p.stem: p for p in sorted((F.PROJECT_ROOT / "notebooks").glob("*.ipynb"))}
+    found = {p.stem: p for p in sorted((files.PROJECT_ROOT / "notebooks").glob("*.ipynb"))}
     wanted = os.environ.get("COURSE_REPRO_NOTEBOOK")
     if wanted:
         return found.get(wanted) or pytest.fail(f"COURSE_REPRO_NOTEBOOK={wanted}: no notebooks/{wanted}.ipynb")
@@ -217,7 +218,7 @@ def pick_notebook():
 
 def snapshot_model(dest):
     """A consistent copy of the bundled model (training may rewrite it while the tests run)."""
-    source = F.PROJECT_ROOT / "models" / "mnist-ddpm"
+    source = files.PROJECT_ROOT / "models" / "mnist-ddpm"
     for _ in range(5):
         before = {p.name: p.stat().st_mtime_ns for p in source.iterdir()}
         shutil.rmtree(dest, ignore_errors=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from src.functions import PROJECT_ROOT
+from src.files import PROJECT_ROOT
 from src.train import make_unet, train_diffusion
 
 
@@ -85,3 +85,25 @@ def test_command_line_resume_keeps_the_folders_architecture(tmp_path):
     config = json.loads((tmp_path / "narrow" / "config.json").read_text())
     assert config["block_out_channels"] == [8, 16]
     assert json.loads((tmp_path / "narrow" / "training.json").read_text())["steps"] == 3
+
+
+def test_resume_from_another_directory_with_a_relative_out(tmp_path, monkeypatch):
+    """--out is taken from the repository root everywhere, the resume's config.json included (it was read from
+    the working directory, so a resume started elsewhere passed the check and then failed)."""
+    import shutil
+
+    from src import files
+    from src.train import main
+
+    root = tmp_path / "course"
+    (root / "data").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "data" / "mnist_10k.npz", root / "data")
+    monkeypatch.setattr(files, "PROJECT_ROOT", root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = ["--batch-size", "4", "--channels", "8,16", "--save-every", "1", "--out", "runs/narrow"]
+    main(["ddpm", "--steps", "2", *args])
+    main(["ddpm", "--resume", "--steps", "3", *args])
+    assert json.loads((root / "runs" / "narrow" / "training.json").read_text())["steps"] == 3
+    assert not (elsewhere / "runs").exists()

@@ -1,0 +1,1 @@
+"""The speed benchmark: `python bench/run.py` (see bench/README.md)."""
