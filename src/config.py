@@ -235,6 +235,11 @@ def load_config(path=None, **overrides):
     return cfg
 
 
+def non_default_keys(cfg):
+    """The keys whose value differs from the course's default (config.yaml as shipped holds the defaults)."""
+    return [key for key, (default, _, _) in SCHEMA.items() if cfg[key] != default]
+
+
 def check_model_fit(cfg, name, sample_size=None, num_train_timesteps=None):
     """Rules that tie keys together, and (once the model's config is known) to the model."""
     steps = cfg["num_inference_steps"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from src import functions as F
-from src.files import to_uint8
+from src.files import gif_bytes, to_pil, to_uint8
 
 
 # --- 1. Images: one, a grid, a table ----------------------------------------------------------------
@@ -216,6 +216,37 @@ def animation_html(frames, titles=None, interval=500, size=3.0):
     html = HTML(anim.to_jshtml(default_mode="loop"))
     plt.close(fig)
     return html
+
+
+def labelled_frames(frames, row_labels=None, titles=None, scale=4):
+    """Frames as PIL images, enlarged `scale` times, with a label left of each row of a grid (e.g. x_t, eps-hat,
+    x0-hat) and a title above (e.g. the timestep): what a GIF needs, since it has no axes."""
+    from PIL import Image, ImageDraw
+
+    out = []
+    for i, frame in enumerate(frames):
+        img = to_pil(frame).convert("RGB")
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+        left = 8 * max((len(r) for r in row_labels), default=0) + 8 if row_labels else 0
+        top = 16 if titles else 0
+        canvas = Image.new("RGB", (img.width + left, img.height + top), "white")
+        canvas.paste(img, (left, top))
+        draw = ImageDraw.Draw(canvas)
+        for r, label in enumerate(row_labels or []):
+            draw.text((4, top + (r + 0.5) * img.height / len(row_labels) - 5), label, fill="black")
+        if titles:
+            draw.text((left + 4, 2), titles[i], fill="black")
+        out.append(canvas)
+    return out
+
+
+def gif_image(frames, row_labels=None, titles=None, duration=400, scale=4):
+    """An animation as an image/gif output (IPython Image): GitHub, nbviewer and the offline site animate it,
+    where a JavaScript player (animation_html) shows nothing. Returns (image, gif bytes) so it can be saved too."""
+    from IPython.display import Image as IPImage
+
+    data = gif_bytes(labelled_frames(frames, row_labels, titles, scale), duration=duration)
+    return IPImage(data=data, format="gif"), data
 
 
 # --- 4. Similar noise (notebook 03) ----------------------------------------------------------------

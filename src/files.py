@@ -189,14 +189,14 @@ def save_figure(fig, name, folder=None):
 
 
 def gif_bytes(frames, duration=500, scale=1):
-    """An animated GIF (looping) from a list of (C, H, W) images in [-1, 1]; scale enlarges small images."""
+    """An animated GIF (looping) from a list of (C, H, W) images in [-1, 1] (or PIL images); scale enlarges them."""
     import io
 
     from PIL import Image
 
     if len(frames) == 0:
         raise ValueError("gif_bytes needs at least one frame.")
-    pil = [to_pil(f) for f in frames]
+    pil = [f if isinstance(f, Image.Image) else to_pil(f) for f in frames]
     if scale != 1:
         pil = [p.resize((p.width * scale, p.height * scale), Image.Resampling.NEAREST) for p in pil]
     buf = io.BytesIO()

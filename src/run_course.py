@@ -4,6 +4,8 @@
     python -m src.run_course --fast     # smoke mode (COURSE_FAST=1): few steps, seconds per notebook
     python -m src.run_course --inplace  # also store the outputs in notebooks/ (what GitHub shows)
     python -m src.run_course 03 05      # only the notebooks whose names start with these
+    python -m src.run_course --site     # no run: the stored outputs as an offline site + slides in output/site/
+    python -m src.run_course --site --execute   # run first (as above), then build the site from that run
 
 One line per notebook (its time, and its slowest cell); each notebook's cell times go to
 output/course_N/<notebook>.timings.json. Exit status 1 with the failing cell's error if any notebook fails.
@@ -132,8 +134,15 @@ def main(argv=None, notebooks=NOTEBOOKS, output=None):
     parser.add_argument("--fast", action="store_true", help="smoke mode: COURSE_FAST=1")
     parser.add_argument("--inplace", action="store_true", help="also save the outputs into notebooks/")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="notebooks run at once")
+    parser.add_argument("--site", action="store_true",
+                        help="build the offline site and slides in output/site/ (src/site.py) from the stored outputs")
+    parser.add_argument("--execute", action="store_true", help="with --site: run the notebooks first, build from that run")
     parser.add_argument("--_one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.execute and not args.site:
+        parser.error("--execute goes with --site (a plain run already executes every notebook)")
+    if args.site and not args.execute:
+        return build_site(notebooks, output)
     if args._one:  # worker: one notebook in its own process
         ok, message = execute(Path(args._one[0]), Path(args._one[1]), args.inplace)
         print(json.dumps({"ok": ok, "message": message}))
@@ -146,7 +155,9 @@ def main(argv=None, notebooks=NOTEBOOKS, output=None):
     paths = longest_first(paths, output)
     out_dir = next_run_folder(output)
     shown = out_dir.relative_to(PROJECT_ROOT) if out_dir.is_relative_to(PROJECT_ROOT) else out_dir
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # the figures a run saves go beside its notebooks, in a folder of its own: no name is taken yet, so no
+    # "grid_15.png" counters reach the committed outputs
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COURSE_OUTPUT=str(out_dir))
     if args.fast:
         env["COURSE_FAST"] = "1"
     if args.jobs > 1:
@@ -157,7 +168,10 @@ def main(argv=None, notebooks=NOTEBOOKS, output=None):
     def run(path):
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "src.run_course", "--_one", str(path), str(out_dir)] + (["--inplace"] if args.inplace else [])
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
+        claims_file = out_dir / f"{path.stem}.claims.jsonl"  # src/claims.py appends each claim's result here
+        claims_file.unlink(missing_ok=True)
+        proc = subprocess.run(cmd, env=dict(env, COURSE_CLAIMS=str(claims_file)), capture_output=True, text=True,
+                              cwd=PROJECT_ROOT)
         try:
             result = json.loads(proc.stdout.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
@@ -185,7 +199,52 @@ def main(argv=None, notebooks=NOTEBOOKS, output=None):
         stored.write_text(json.dumps(dict(sorted({**old, **times}.items())), indent=1) + "\n")
     print(f"{len(paths) - failed}/{len(paths)} notebooks ran in {time.perf_counter() - t0:.0f} s; "
           f"executed notebooks and HTML in {shown}/")
-    return 1 if failed else 0
+    claims_failed = report_claims(paths, out_dir, args.fast)
+    if args.site:
+        ran = {p.stem: out_dir / p.name for p, ok in zip(paths, results) if ok}
+        times = {stem: notebook_seconds(out_dir / f"{stem}.timings.json") for stem in ran}
+        code = build_site(notebooks, output, sources=ran, times={k: v for k, v in times.items() if v is not None},
+                          built_from=f"the run in {shown}/ and its run times" + (" (smoke mode)" if args.fast else ""))
+        return 1 if failed or claims_failed else code
+    return 1 if failed or claims_failed else 0
+
+
+def report_claims(paths, out_dir, fast):
+    """Print the claims that did not hold; True when that must fail the run: full mode on the course's own config.
+
+    With other settings (another seed, model or knob) a claim that does not hold is what the student asked to
+    see, so it is reported and the run still succeeds; in smoke mode claims are not checked at all.
+    """
+    from src.claims import failed as failed_claims
+
+    bad = [(p.stem, c) for p in paths for c in failed_claims(out_dir / f"{p.stem}.claims.jsonl") if not c["smoke"]]
+    if fast or not bad:
+        return False
+    own = own_config()
+    print(f"{len(bad)} claim(s) of the text did not hold " + ("on the course's own config:" if own else
+          "with these settings (the text describes the course's own config.yaml):"))
+    for stem, c in bad:
+        print(f"  {stem}: {c['statement']} ({c['measured']})")
+    return own
+
+
+def own_config():
+    """True when the notebooks ran on the course's own settings: no COURSE_CONFIG, every key at its default."""
+    from src.config import load_config, non_default_keys
+
+    return not os.environ.get("COURSE_CONFIG") and not non_default_keys(load_config())
+
+
+def build_site(notebooks, output, **kw):
+    """The offline site (src/site.py) in output/site/; 0, or 1 with the reason if a page would use the network."""
+    from src import site
+
+    try:
+        site.build(Path(output) / "site", sorted(Path(notebooks).glob("*.ipynb")), **kw)
+    except site.SiteError as e:
+        print(f"Site not built: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_the_course_has_its_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
 def test_badge_points_at_this_notebook_and_setup_cell_comes_first(path):
     first = source(cells(path)[0])
-    m = re.search(r"\(https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/main/(notebooks/[^)]+)\)", first)
+    m = re.search(r"\(https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/[^/]+/(notebooks/[^)]+)\)", first)
     assert m, f"{path.name}: the first cell has no Open-in-Colab badge"
     assert m.group(2) == f"notebooks/{path.name}", "the badge must open this notebook"
     setup = source(next(c for c in cells(path) if c["cell_type"] == "code"))
