@@ -41,6 +41,7 @@ import math
 import numpy as np
 import torch
 
+from src.parametrizations import epsilon_from_model_output
 from src.trace import traced_call
 
 
@@ -323,7 +324,11 @@ def guided_epsilon(unet, x_t, t, class_labels=None, guidance_scale=1.0):
     predictions come from one batched UNet call. An unconditional UNet ignores class_labels.
     """
     null_label = null_label_of(unet)
-    t_batch = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)
+    # an integer step stays an integer; a fractional one (Euler-family schedulers with "linspace" spacing,
+    # flow matching's t * 1000) reaches the UNet as it is: int(t) would embed another timestep
+    t = float(t)
+    t_batch = (torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long) if t == int(t)
+               else torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.float32))
     if null_label is None:
         return unet_forward(unet, x_t, t_batch)
     if class_labels is None:  # unconditional sampling from a class-conditional model
@@ -358,7 +363,8 @@ def _record(trajectory, sample, rows, pred_epsilon, pred_original_sample):
 @torch.inference_mode()
 def sample(unet, x, alphas_cumprod, num_inference_steps=50, eta=0.0, start_index=0, class_labels=None,
            guidance_scale=1.0, clip_sample=False, generator=None, epsilon_fn=None, after_step=None,
-           return_trajectory=False, final_alpha_cumprod=1.0, timestep_spacing="leading", progress=True):
+           return_trajectory=False, final_alpha_cumprod=1.0, timestep_spacing="leading", prediction_type="epsilon",
+           progress=True):
     """Denoise a batch with DDIM (eta = 0) ... DDPM (eta = 1, num_inference_steps = T): the course's one loop.
 
     Args:
@@ -378,6 +384,8 @@ def sample(unet, x, alphas_cumprod, num_inference_steps=50, eta=0.0, start_index
             starting with x, pred_epsilon and pred_original_sample (S', B, C, H, W; zero before a row starts).
         final_alpha_cumprod: abar "before" step 0; 1.0 = diffusers' set_alpha_to_one=True.
         timestep_spacing: "leading", "trailing" or "linspace" (see ddim_timesteps).
+        prediction_type: what the UNet predicts, as diffusers' scheduler config says: "epsilon", "v_prediction"
+            (Salimans & Ho 2022) or "sample"; its output is converted to eps-hat (src/parametrizations.py).
     Returns the images x_0 (and the trajectory).
     """
     from tqdm.auto import tqdm
@@ -406,7 +414,8 @@ def sample(unet, x, alphas_cumprod, num_inference_steps=50, eta=0.0, start_index
         if epsilon_fn is not None:
             pred_epsilon = epsilon_fn(x_t, t, rows)
         else:
-            pred_epsilon = guided_epsilon(unet, x_t, t, None if labels is None else labels[rows.cpu()], guidance_scale)
+            model_output = guided_epsilon(unet, x_t, t, None if labels is None else labels[rows.cpu()], guidance_scale)
+            pred_epsilon = epsilon_from_model_output(model_output, x_t, alpha_prod_t, prediction_type)
         # 4. the DDIM update x_t -> x_{t-1} (DDIM Eq. 12, sigma_t(eta) from Eq. 16)
         prev_sample, pred_original_sample = ddim_step(x_t, pred_epsilon, alpha_prod_t, alpha_prod_t_prev, eta,
                                                       clip_sample, generator=generator)

@@ -43,6 +43,7 @@ def rows_of(results, item):
     return [r for r in results.rows if str(r["item"]) == str(item)]
 
 
+@pytest.mark.slow
 def test_table_is_written(quick_run):
     results, text = quick_run
     assert "| # | what | course | reference | ratio | target | met? |" in text
@@ -53,6 +54,7 @@ def test_table_is_written(quick_run):
     assert "nan" not in text.lower().replace("nano", "")
 
 
+@pytest.mark.slow
 def test_ratios_are_numbers(quick_run):
     results, _ = quick_run
     for r in results.rows:
@@ -60,6 +62,7 @@ def test_ratios_are_numbers(quick_run):
             assert float(r["ratio"].split("x")[0]) > 0, r
 
 
+@pytest.mark.slow
 def test_course_images_equal_ddim_pipeline(quick_run):
     results, _ = quick_run
     equal = [r for r in rows_of(results, 2) if "DDIMPipeline images" in r["what"]]
@@ -67,6 +70,7 @@ def test_course_images_equal_ddim_pipeline(quick_run):
     assert all(r["met"] == "yes" for r in equal), equal
 
 
+@pytest.mark.slow
 def test_course_images_equal_seed_loops(quick_run):
     results, _ = quick_run
     equal = [r for r in rows_of(results, 3) if "course images = seed images" in r["what"]]
@@ -74,6 +78,7 @@ def test_course_images_equal_seed_loops(quick_run):
     assert all(r["met"] == "yes" for r in equal), equal
 
 
+@pytest.mark.slow
 def test_grid_cells_equal_seed_nested_loops(quick_run):
     """Every cell of the course's batched grid equals the seed's cell (F.sample's trajectory with a
     per-row start_index)."""
@@ -83,6 +88,7 @@ def test_grid_cells_equal_seed_nested_loops(quick_run):
     assert equal[0]["met"] == "yes", equal
 
 
+@pytest.mark.slow
 def test_memory_and_start_up_measured(quick_run):
     results, _ = quick_run
     memory = [r for r in rows_of(results, 7) if "memory" in r["what"].lower()]

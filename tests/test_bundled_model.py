@@ -65,21 +65,25 @@ def graded():
     return full, guided
 
 
+@pytest.mark.slow
 def test_conditional_samples_show_the_requested_digit(graded):
     full, _ = graded
     assert full["accuracy_w1"] >= 0.95, full
 
 
+@pytest.mark.slow
 def test_guidance_does_not_hurt_up_to_three(graded):
     full, guided = graded
     assert guided["accuracy_w3"] >= full["accuracy_w1"] - 0.02, (full, guided)
 
 
+@pytest.mark.slow
 def test_unconditional_samples_cover_every_digit(graded):
     full, _ = graded
     assert min(full["unconditional_share"]) >= 0.05, full
 
 
+@pytest.mark.slow
 def test_quality_json_is_what_the_model_gives(graded):
     """The README's quality table comes from quality.json: it must belong to the shipped weights."""
     full, _ = graded

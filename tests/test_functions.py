@@ -380,3 +380,14 @@ def test_sample_with_trailing_spacing_matches_diffusers_ddim(tiny_unet):
         ours = F.sample(tiny_unet, x, abar, 10, timestep_spacing="trailing", progress=False)
     assert int(ref.timesteps[0]) == 999
     torch.testing.assert_close(ours, y, atol=1e-5, rtol=1e-5)
+
+
+def test_guided_epsilon_keeps_fractional_timesteps(tiny_unet):
+    """Euler-family schedulers and flow matching call the UNet at fractional t: int(t) would embed another step."""
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels, t = torch.tensor([0, 1, 2]), torch.tensor(799.2)
+    with torch.no_grad():
+        exact = tiny_unet(x, t, class_labels=labels).sample
+    with torch.inference_mode():
+        torch.testing.assert_close(F.guided_epsilon(tiny_unet, x, t, labels), exact, atol=1e-6, rtol=0)
+        assert torch.equal(F.guided_epsilon(tiny_unet, x, 799.0, labels), F.guided_epsilon(tiny_unet, x, 799, labels))

@@ -57,6 +57,7 @@ def test_notebook_functions_stay_short(path):
             assert m.group(0).rstrip().count("\n") <= 11, f"{path.name}: a notebook function over ~10 lines belongs in src/"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     """A fresh kernel, cwd = a temporary folder (not notebooks/), figures to a temporary output folder."""

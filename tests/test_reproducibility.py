@@ -125,6 +125,7 @@ def test_an_interrupted_loop_leaves_model_and_config_usable(tiny_unet, abar, x_T
         assert torch.equal(again, reference)
 
 
+@pytest.mark.slow
 def test_a_notebook_shows_course_errors_as_one_sentence_and_survives_the_stop_button(tmp_path):
     """One real kernel (nbclient, as nbmake runs notebooks):
     1. setup_notebook() shows a CourseError from a bad COURSE_CONFIG as its sentence, without a stack trace,
@@ -237,6 +238,7 @@ def decoded(path):
         return [np.asarray(frame.convert("RGBA")) for frame in ImageSequence.Iterator(image)]
 
 
+@pytest.mark.slow
 def test_a_whole_notebook_saves_the_same_pictures_twice(tmp_path, monkeypatch):
     """Run a notebook twice on fresh kernels (smoke mode, same config and seed): every figure and GIF it
     saves has the same pixels. The model is a snapshot, so a training run rewriting it cannot interfere."""

@@ -27,6 +27,7 @@ def two_notebooks(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_one_line_per_notebook_and_a_failing_exit(two_notebooks, tmp_path, capsys):
     output = tmp_path / "output"
     code = run_course.main(["--jobs", "2"], notebooks=two_notebooks, output=output)
@@ -78,6 +79,7 @@ def test_a_fresh_checkout_orders_by_the_stored_times(tmp_path):
     assert [p.stem for p in run_course.longest_first(paths, tmp_path / "no_output_yet")] == ["02", "03", "01"]
 
 
+@pytest.mark.slow
 def test_inplace_stores_the_outputs_and_the_times(two_notebooks, tmp_path):
     (two_notebooks / "b_fails.ipynb").unlink()
     assert run_course.main(["--inplace"], notebooks=two_notebooks, output=tmp_path / "output") == 0
