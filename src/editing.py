@@ -25,6 +25,16 @@ from src import functions as F
 
 # --- 1. Classifier-free guidance: a sweep of w on the same noise ---------------------------------
 
+MAX_BATCH = 128  # images per UNet call: on a CPU a call on 512 images took twice as long per image as on 128
+
+
+def chunked_forward(unet, x_t, t, class_labels, max_batch=MAX_BATCH):
+    """F.unet_forward in slices of at most max_batch images, concatenated: the same numbers, less time per
+    image for big batches (activations of a few hundred images no longer fit the CPU's caches)."""
+    return torch.cat([F.unet_forward(unet, x_t[i:i + max_batch], t[i:i + max_batch], class_labels[i:i + max_batch])
+                      for i in range(0, len(x_t), max_batch)])
+
+
 def guidance_epsilon_fn(unet, class_labels, guidance_scales):
     """An epsilon_fn for F.sample with its own guidance scale w per row (CFG Eq. 6, our w = their w + 1).
 
@@ -45,7 +55,7 @@ def guidance_epsilon_fn(unet, class_labels, guidance_scales):
         n_cond = int(need_cond.sum())
         xs = torch.cat([x_t[need_cond], x_t[need_uncond]])
         labs = torch.cat([labels[need_cond], torch.full_like(labels[need_uncond], null_label)])
-        out = F.unet_forward(unet, xs, torch.full((len(xs),), int(t), device=x_t.device), labs)
+        out = chunked_forward(unet, xs, torch.full((len(xs),), int(t), device=x_t.device), labs)
         eps_cond, eps_uncond = torch.zeros_like(x_t), torch.zeros_like(x_t)
         eps_cond[need_cond], eps_uncond[need_uncond] = out[:n_cond], out[n_cond:]
         guided = F.classifier_free_guidance(eps_cond, eps_uncond, w)
@@ -117,13 +127,74 @@ def score_samples(classifier, samples, class_labels):
         probs = torch.stack([classifier(s.float().cpu()).softmax(dim=1) for s in samples])  # (W, B, 10)
     accuracy = (probs.argmax(dim=2) == labels).float().mean(dim=1)
     confidence = probs[:, torch.arange(len(labels)), labels].mean(dim=1)
+    per_digit = _per_digit_diversity(samples, labels)
+    diversity = per_digit.sum(dim=1) / max(1, per_digit.shape[1])
+    return accuracy, confidence, diversity.float()
+
+
+def _per_digit_diversity(samples, labels):
+    """(W, B, C, H, W) samples, (B,) labels -> (W, D) diversity of each digit with >= 2 samples (score_samples)."""
     flat = samples.flatten(2).cpu().double()
     flat = flat - flat.mean(dim=2, keepdim=True)
     unit = flat / flat.norm(dim=2, keepdim=True).clamp(min=1e-12)
     digits = [d for d in labels.unique() if (labels == d).sum() >= 2]
-    diversity = torch.tensor([sum(mean_pairwise_distance(u[labels == d]) for d in digits) / max(1, len(digits))
-                              for u in unit])
-    return accuracy, confidence, diversity
+    return torch.tensor([[mean_pairwise_distance(u[labels == d]) for d in digits] for u in unit]).reshape(len(unit), -1)
+
+
+def ink(images):
+    """The share of each image that is ink: mean of (x + 1) / 2 over the pixels -> images.shape[:-3]."""
+    return ((images.float() + 1) / 2).mean(dim=(-3, -2, -1))
+
+
+def score_sweep(classifier, samples, class_labels):
+    """score_samples with the spread behind each number, for figures with error bars and for claims.
+
+    samples: (W, B, 1, 28, 28), one row per guidance scale; class_labels: (B,) the digits asked for.
+    Returns a dict of (W,) tensors, each with its standard error `<name>_se`: accuracy and confidence
+    (over the B samples), diversity (over the digits: each digit's Eq. 3 diversity, as in score_samples)
+    and ink (over the samples); `per_digit_diversity` (W, D); n = B and digits = D.
+    """
+    labels = torch.as_tensor(class_labels).long().reshape(-1).expand(samples.shape[1]).cpu()
+    with torch.inference_mode():
+        probs = torch.stack([classifier(s.float().cpu()).softmax(dim=1) for s in samples])  # (W, B, 10)
+    correct = (probs.argmax(dim=2) == labels).double()
+    confidence = probs[:, torch.arange(len(labels)), labels].double()
+    per_digit = _per_digit_diversity(samples, labels)
+    out = {"n": len(labels), "digits": per_digit.shape[1], "per_digit_diversity": per_digit}
+    for name, values in (("accuracy", correct), ("confidence", confidence), ("diversity", per_digit),
+                         ("ink", ink(samples.cpu()).double())):
+        out[name] = values.mean(dim=1)
+        out[name + "_se"] = values.std(dim=1) / values.shape[1] ** 0.5 if values.shape[1] > 1 else 0 * out[name]
+    return out
+
+
+def nearest(images, references):
+    """For each of images (N, C, H, W), the index of the nearest of references (M, C, H, W) (Euclidean) -> (N,)."""
+    return torch.cdist(images.flatten(1).double(), references.flatten(1).double()).argmin(dim=1)
+
+
+def layout_kept(a, b, class_labels):
+    """Does the noise fix the layout across guidance scales? a, b: (B, C, H, W) samples of the same B noises at
+    two scales. Returns (same, other): the mean ||a_i - b_i|| (same noise), and the mean ||a_i - b_j|| over
+    i != j with the same label (same digit, another noise)."""
+    labels = torch.as_tensor(class_labels).reshape(-1)
+    dist = torch.cdist(a.flatten(1).double(), b.flatten(1).double())
+    other = (labels[:, None] == labels[None]) & ~torch.eye(len(labels), dtype=torch.bool)
+    return float(dist.diagonal().mean()), float(dist[other].mean())
+
+
+def read_as(classifier, images, digit):
+    """1.0 where the classifier reads `digit` in images (..., 1, 28, 28), else 0.0 -> images.shape[:-3]."""
+    from src.classifier import classify
+
+    flat = images.reshape(-1, *images.shape[-3:])
+    return (classify(classifier, flat) == torch.as_tensor(digit)).float().reshape(images.shape[:-3])
+
+
+def rate_and_se(hits, dim=0):
+    """The share of hits (0/1 values) along dim and its binomial standard error sqrt(p (1 - p) / n)."""
+    p = hits.float().mean(dim=dim)
+    return p, (p * (1 - p) / hits.shape[dim]).sqrt()
 
 
 def read_digits(classifier, images):
@@ -136,7 +207,7 @@ def read_digits(classifier, images):
 # --- 2. SDEdit: noise an image part of the way, then denoise it back -----------------------------
 
 def sdedit(unet, images, start_indices, alphas_cumprod, num_inference_steps=50, class_labels=None,
-           guidance_scale=1.0, generator=None, progress=True):
+           guidance_scale=1.0, generator=None, progress=True, noise=None):
     """SDEdit (Meng et al. 2022) at several starts in one batch.
 
     Each image x_0 is noised to x_t, t = tau[start_index] (DDPM Eq. 4), then denoised from there
@@ -145,6 +216,8 @@ def sdedit(unet, images, start_indices, alphas_cumprod, num_inference_steps=50, 
     Args:
         images: (N, C, H, W) inputs in [-1, 1]; start_indices: K indices into the S timesteps.
         class_labels: None (unconditional) or (N,) labels; guidance_scale: w.
+        noise: the eps of Eq. 4, broadcastable to (N, K, C, H, W), e.g. (1, K, C, H, W) to give every input
+            the same noise in column k; None draws it from `generator`.
     Returns (edited, noisy): two (N, K, C, H, W) tensors, the results and the x_t they started from.
     """
     N, K = images.shape[0], len(start_indices)
@@ -153,10 +226,37 @@ def sdedit(unet, images, start_indices, alphas_cumprod, num_inference_steps=50, 
     labels = None
     if class_labels is not None:
         labels = torch.as_tensor(class_labels).long().reshape(-1).expand(N).repeat_interleave(K)
+    if noise is not None:
+        noise = noise.expand(N, K, *images.shape[1:]).reshape(x0.shape)
     edited, x_t = F.noise_and_denoise(unet, x0, starts, alphas_cumprod, num_inference_steps, generator=generator,
-                                      class_labels=labels, guidance_scale=guidance_scale, progress=progress)
+                                      noise=noise, class_labels=labels, guidance_scale=guidance_scale,
+                                      progress=progress)
     shape = (N, K, *images.shape[1:])
     return edited.reshape(shape), x_t.reshape(shape)
+
+
+def sdedit_toward(unet, image, start_indices, alphas_cumprod, noise, class_labels, guidance_scales,
+                  num_inference_steps=50):
+    """Class-conditional SDEdit: one input edited toward each of L labels, from N noises and K starts, one batch.
+
+    The counterpart of text-conditional image-to-image: noise the input to tau_i (Eq. 4), then denoise it
+    with classifier-free guidance towards class c (Eq. 2, scale w). image: (1, C, H, W); noise: (N, C, H, W),
+    seed n's eps, the same for every start and label (so only the label differs between rows);
+    class_labels: L labels, None for unconditional (w is then unused); guidance_scales: L values of w.
+    Returns (L, N, K, C, H, W) results.
+    """
+    L, N, K = len(class_labels), noise.shape[0], len(start_indices)
+    null_label = F.null_label_of(unet)
+    labels = torch.tensor([null_label if c is None else int(c) for c in class_labels]).repeat_interleave(N * K)
+    # unconditional rows use w = 0: eps_theta(x_t, null) alone, one UNet evaluation instead of two
+    scales = torch.tensor([0.0 if c is None else float(w) for c, w in zip(class_labels, guidance_scales)])
+    starts = torch.as_tensor(start_indices).long().repeat(L * N)
+    eps = noise.repeat_interleave(K, dim=0).repeat(L, 1, 1, 1)
+    x_t = F.noise_to_level(image.expand(len(eps), -1, -1, -1), starts, num_inference_steps, alphas_cumprod, noise=eps)
+    epsilon_fn = guidance_epsilon_fn(unet, labels, scales.repeat_interleave(N * K))
+    out = F.sample(unet, x_t, alphas_cumprod, num_inference_steps, start_index=starts, epsilon_fn=epsilon_fn,
+                   progress=False)
+    return out.reshape(L, N, K, *image.shape[1:])
 
 
 # --- 3. Inpainting (RePaint) --------------------------------------------------------------------
@@ -242,6 +342,21 @@ def box_mask(size, left, top, right, bottom):
     return mask
 
 
+def border_seam(images, mask):
+    """How sharply an inpainted image jumps at the mask's border: the mean |x_p - x_q| over neighbouring
+    pixel pairs (p, q) with p inside the mask and q outside, horizontal and vertical. images: (B, C, H, W);
+    mask: (B or 1, 1, H, W). Returns (B,). The same number for the original image says how much of the jump
+    is the digit's own strokes crossing the line."""
+    m = mask.to(images).expand(images.shape[0], 1, *images.shape[-2:])
+    jumps, pairs = 0.0, 0.0
+    for dim in (-1, -2):
+        diff = (images.narrow(dim, 1, images.shape[dim] - 1) - images.narrow(dim, 0, images.shape[dim] - 1)).abs()
+        edge = (m.narrow(dim, 1, m.shape[dim] - 1) != m.narrow(dim, 0, m.shape[dim] - 1)).to(images)
+        jumps = jumps + (diff * edge).sum(dim=(1, 2, 3))
+        pairs = pairs + edge.sum(dim=(1, 2, 3)) * images.shape[1]
+    return jumps / pairs.clamp(min=1)
+
+
 # --- 4. Visual anagrams: one image, two readings -------------------------------------------------
 
 def rot180(x):
@@ -297,7 +412,30 @@ def hybrid_epsilon_fn(unet, class_labels, sigma, guidance_scale=1.0):
     return epsilon_fn
 
 
+def from_afar(images, factor=4):
+    """An image as seen from `factor` times farther away: each factor x factor block averaged into one pixel
+    (28 -> 7 pixels for factor 4). Returns (small, seen): the (B, C, H/f, W/f) image, and it enlarged back
+    to (B, C, H, W) with bilinear interpolation, smooth as the eye sees it, for the classifier and figures."""
+    small = torch.nn.functional.avg_pool2d(images, factor)
+    seen = torch.nn.functional.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return small, seen
+
+
 # --- 6. Inputs: a crude hand-drawn digit ---------------------------------------------------------
+
+def wobbly(strokes, amount=0.03, seed=0, points_per_segment=4):
+    """Strokes as a shaky hand draws them: each segment cut into points_per_segment pieces and every point
+    moved by Gaussian noise of `amount` (a fraction of the side). Input and output: lists of (x, y) lists."""
+    generator = torch.Generator().manual_seed(seed)
+    shaky = []
+    for stroke in strokes:
+        points = [(x0 + k / points_per_segment * (x1 - x0), y0 + k / points_per_segment * (y1 - y0))
+                  for (x0, y0), (x1, y1) in zip(stroke[:-1], stroke[1:]) for k in range(points_per_segment)]
+        points = torch.tensor(points + [stroke[-1]]) + amount * torch.randn(len(points) + 1, 2, generator=generator)
+        shaky.append([tuple(p) for p in points.tolist()])
+    return shaky
+
+
 
 def draw_digit(strokes, size=28, width=0.1, channels=1, supersample=4):
     """Draw polylines with Pillow, MNIST-style (white strokes on black) -> (1, C, size, size) in [-1, 1].

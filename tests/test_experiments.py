@@ -107,16 +107,25 @@ def test_unrelated_distance_uses_only_pairs_from_different_seeds():
 def test_patch_pairs_differ_only_in_the_patch_and_global_matches_distance(unet, alphas_cumprod):
     n = noise(2)
     r = E.patch_vs_global(unet, alphas_cumprod, n, [2, 4], STEPS, generator=torch.Generator().manual_seed(0),
-                          progress=False)
-    for k, p in enumerate([2, 4]):
-        lo = (8 - p) // 2
-        diff = (r["patch"]["variants"][k] != n)
-        inside = torch.zeros_like(diff)
-        inside[..., lo:lo + p, lo:lo + p] = True
-        assert diff[inside].all() and not diff[~inside].any()
-    torch.testing.assert_close(r["global"]["input_distance"], r["patch"]["input_distance"], rtol=1e-4, atol=1e-4)
-    assert (r["global"]["variants"] != n).flatten(2).all(dim=2).all()  # the global mix touches every pixel
-    assert r["mix_factors"].shape == (2, 2) and r["patch"]["images"].shape == (2, 2, 1, 8, 8)
+                          progress=False, positions=("centre", "corner"))
+    assert r["positions"] == ["centre", "corner"] and r["patch_sizes"] == [2, 4]
+    for pos in ("centre", "corner"):
+        for k, p in enumerate([2, 4]):
+            lo = (8 - p) // 2 if pos == "centre" else 0
+            diff = (r["patch"][pos]["variants"][k] != n)
+            inside = torch.zeros_like(diff)
+            inside[..., lo:lo + p, lo:lo + p] = True
+            assert diff[inside].all() and not diff[~inside].any()
+        assert r["patch"][pos]["images"].shape == (2, 2, 1, 8, 8)
+    # the global mix has the d_in of the first position's patch, and touches every pixel
+    torch.testing.assert_close(r["global"]["input_distance"], r["patch"]["centre"]["input_distance"], rtol=1e-4, atol=1e-4)
+    assert (r["global"]["variants"] != n).flatten(2).all(dim=2).all()
+    assert r["mix_factors"].shape == (2, 2)
+    # every arm shares one x_0(n_1), and the default is one centred patch per size
+    torch.testing.assert_close(r["patch"]["corner"]["base"], r["global"]["base"])
+    assert "global mix" in E.patch_table(r) and len(E.patch_table(r).splitlines()) == 3
+    assert E.patch_vs_global(unet, alphas_cumprod, n, [2], STEPS, progress=False,
+                             generator=torch.Generator().manual_seed(0))["positions"] == ["centre"]
 
 
 def test_sensitivity_map_shapes_and_patch_locality(unet, alphas_cumprod):
