@@ -42,16 +42,20 @@ def draw(model, labels, guidance_scale, seed, steps=50, batch_size=250, progress
 
 
 def grade(model, classifier, n=500, seed=0, steps=50, guidance_scales=(1.0, 3.0), unconditional=True,
-          progress=True):
-    """Accuracy of class-conditional samples at each w, and the digit mix of unconditional samples."""
+          progress=True, sampler=None):
+    """Accuracy of class-conditional samples at each w, and the digit mix of unconditional samples.
+
+    sampler: a function with draw's arguments (default draw, DDIM; src.flow.draw for a flow model).
+    """
+    sampler = sampler or draw
     labels = [i % NUM_CLASSES for i in range(n)]
     result = {"samples": n, "steps": steps, "seed": seed}
     for w in guidance_scales:
-        pred = classify(classifier, draw(model, labels, w, seed, steps, progress=progress))
+        pred = classify(classifier, sampler(model, labels, w, seed, steps, progress=progress))
         result[f"accuracy_w{w:g}"] = (pred == torch.tensor(labels)).float().mean().item()
     if not unconditional:
         return result
-    pred = classify(classifier, draw(model, [None] * n, 1.0, seed + 1, steps, progress=progress))
+    pred = classify(classifier, sampler(model, [None] * n, 1.0, seed + 1, steps, progress=progress))
     result["unconditional_share"] = (torch.bincount(pred, minlength=NUM_CLASSES).float() / n).tolist()
     return result
 
