@@ -928,6 +928,18 @@ QUALITY_PANELS = (("fd", "Fréchet distance (lower is better)"), ("accuracy", "a
                   ("diversity", "within-class diversity"))
 
 
+def _spread_ticks(values, ratio=1.3):
+    """Tick positions for a log axis whose labels do not collide: the most frequent values first, each kept
+    unless it lies within `ratio` of one already kept (so 20 steps wins over Heun's 19 calls)."""
+    from collections import Counter
+
+    kept = []
+    for v, _ in sorted(Counter(values).items(), key=lambda item: (-item[1], item[0])):
+        if all(max(v, k) / min(v, k) >= ratio for k in kept):
+            kept.append(v)
+    return sorted(kept)
+
+
 def plot_quality_curves(rows, by="sampler", x="unet_calls", panels=QUALITY_PANELS, title=None, labels=None):
     """Quality against the number of UNet calls, one line per value of `by` (rows from quality.sampler_sweep).
 
@@ -938,7 +950,7 @@ def plot_quality_curves(rows, by="sampler", x="unet_calls", panels=QUALITY_PANEL
     import matplotlib
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels) + 1.4, 3.5), squeeze=False)
     groups = list(dict.fromkeys(r[by] for r in rows))
     for ax, (key, label) in zip(axes[0], panels):
         for i, group in enumerate(groups):
@@ -950,12 +962,12 @@ def plot_quality_curves(rows, by="sampler", x="unet_calls", panels=QUALITY_PANEL
         if reference and reference in rows[0]:
             level = float(np.mean([r[reference] for r in rows]))
             ax.axhline(level, color="k", ls="--" if key == "fd" else ":", lw=1,
-                       label="real vs real" if key == "fd" else "real digits")
+                       label="real vs real (FD floor)" if key == "fd" else "real digits (diversity)")
             if key == "fd" and "fd_floor_std" in rows[0]:
                 spread = float(np.mean([r["fd_floor_std"] for r in rows]))
                 ax.axhspan(level - spread, level + spread, color="k", alpha=0.1, lw=0)
         ax.set_xscale("log")
-        ticks = sorted({r[x] for r in rows})
+        ticks = _spread_ticks(r[x] for r in rows)
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("UNet calls" if x == "unet_calls" else x)
@@ -963,10 +975,16 @@ def plot_quality_curves(rows, by="sampler", x="unet_calls", panels=QUALITY_PANEL
         ax.grid(alpha=0.3)
         if key == "fd":
             ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            low, high = ax.get_ylim()
+            nice = [v for v in (20, 30, 40, 50, 70, 100, 150, 200, 300, 500, 700, 1000) if low <= v <= high]
+            ax.set_yticks(nice, [str(v) for v in nice])
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axes[0, 0].legend(fontsize=8)
+    handles = {}
+    for ax in axes[0]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(l, h)
+    fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
     return fig

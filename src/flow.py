@@ -100,6 +100,21 @@ def flow_sample(unet, noise, num_inference_steps, class_labels=None, guidance_sc
     return (x, torch.stack(states)) if return_trajectory else x
 
 
+def draw(model, labels, guidance_scale, seed, steps=50, batch_size=250, progress=False):
+    """src.evaluate.draw for a flow model: class-conditional (labels) or unconditional (labels None, n = len)
+    samples with `steps` Euler steps, the noise from one generator seeded with `seed` (as evaluate.draw).
+
+    Pass it to src.evaluate.grade(..., sampler=draw) to grade a flow model as the bundled model is graded.
+    """
+    n = len(labels)
+    noise = model.noise(n, torch.Generator().manual_seed(seed))
+    out = []
+    for i in range(0, n, batch_size):
+        lab = None if labels[i] is None else torch.tensor(labels[i:i + batch_size])
+        out.append(flow_sample(model.unet, noise[i:i + batch_size], steps, lab, guidance_scale).cpu())
+    return torch.cat(out)
+
+
 def train_flow(unet, images, labels=None, **recipe):
     """Train `unet` on the rectified-flow objective with the course's loop: train_diffusion(objective="flow").
 
@@ -111,3 +126,35 @@ def train_flow(unet, images, labels=None, **recipe):
     if "flow" not in getattr(train, "OBJECTIVES", ()):
         raise NotImplementedError("src/train.py's diffusion_loss has no objective='flow' yet (issue #20's patch).")
     return train.train_diffusion(unet, images, labels, objective="flow", **recipe)
+
+
+def main(argv=None):
+    """python -m src.flow: grade a flow model as src.evaluate grades the bundled one -> MODEL/quality.json."""
+    import argparse
+    import json
+
+    from src.classifier import load_classifier
+    from src.evaluate import grade
+    from src.files import repo_path
+    from src.models import load_model
+
+    parser = argparse.ArgumentParser(prog="python -m src.flow", description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("--model", default="models/mnist-flow-10min")
+    parser.add_argument("-n", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=50, help="Euler steps")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, "cpu")
+    if not model.is_flow:
+        parser.error(f"{args.model} is not a flow model (its scheduler is {type(model.scheduler).__name__})")
+    result = grade(model, load_classifier(), n=args.n, steps=args.steps, unconditional=False, progress=False,
+                   sampler=draw)
+    result = {"sampler": "flow Euler", **result}
+    repo_path(args.model, "quality.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,11 @@
 """Loading a model: a local folder in diffusers layout or a Hugging Face hub id, the same real diffusers code.
 
     model = load_model(cfg)    # the UNet (eval, on its device), its DDIM scheduler and its schedule abar
+    flow = load_model("models/mnist-flow-10min")   # a flow-matching model, by name (notebook 07)
 
 Before any weights load, the model's two small config files are read and checked (a square 1- or 3-channel
-UNet2DModel predicting eps, with a schedule the course can rebuild). diffusers wraps most hub failures in a
+UNet2DModel predicting eps, with a schedule the course can rebuild; or, loaded by name, a rectified-flow model whose
+scheduler is FlowMatchEulerDiscreteScheduler). diffusers wraps most hub failures in a
 misleading OSError and can hang on a network that never answers: the hub is asked first, with a 5 s timeout,
 and every failure becomes one CourseError sentence (shared/ECOSYSTEM.md lists the traps).
 """
@@ -110,15 +112,31 @@ def pick_device(device="auto", source="config.yaml"):
 
 # --- the model -----------------------------------------------------------------------------------
 
+# Scheduler classes of flow-matching models (src/flow.py): their UNet predicts the velocity eps - x_0, sampled
+# with Euler steps in t in [0, 1]; diffusers' name for that output is prediction_type "flow_prediction"
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler",)
+FLOW_PREDICTION = "flow_prediction"
+
+
 @dataclass
 class CourseModel:
-    """A loaded model: the UNet (eval mode, on its device), its DDIM scheduler and its schedule."""
+    """A loaded model: the UNet (eval mode, on its device), its scheduler and its schedule.
+
+    prediction_type: "epsilon" (a DDPM: scheduler is a DDIMScheduler, alphas_cumprod its abar) or
+    "flow_prediction" (a rectified-flow model: scheduler is its FlowMatchEulerDiscreteScheduler, and it has no
+    abar: alphas_cumprod and betas are None; sample it with src.flow.flow_sample).
+    """
 
     name: str
     unet: object
     scheduler: object
-    alphas_cumprod: torch.Tensor  # (T,) abar of the model's own schedule, float32 on the CPU
-    betas: torch.Tensor
+    alphas_cumprod: torch.Tensor | None  # (T,) abar of the model's own schedule, float32 on the CPU
+    betas: torch.Tensor | None
+    prediction_type: str = "epsilon"
+
+    @property
+    def is_flow(self):
+        return self.prediction_type == FLOW_PREDICTION
 
     @property
     def size(self):
@@ -138,7 +156,7 @@ class CourseModel:
 
     @property
     def num_train_timesteps(self):
-        return len(self.alphas_cumprod)
+        return self.scheduler.config.num_train_timesteps if self.alphas_cumprod is None else len(self.alphas_cumprod)
 
     @property
     def device(self):
@@ -192,9 +210,10 @@ def _read_json(path, folder):
     return data
 
 
-def _check_model_configs(unet_cfg, sched_cfg, name, hint):
+def _check_model_configs(unet_cfg, sched_cfg, name, hint, allow_flow=False):
     """What the course's sampler needs from a model, read from its two config files before any weights
-    load: a square, 1- or 3-channel pixel-space UNet2DModel predicting eps with a known beta schedule.
+    load: a square, 1- or 3-channel pixel-space UNet2DModel predicting eps with a known beta schedule, or
+    (allow_flow: a model loaded by name, not as config.yaml's `model`) a flow-matching one (FLOW_SCHEDULERS).
 
     Returns (sample_size, num_train_timesteps).
     """
@@ -212,6 +231,12 @@ def _check_model_configs(unet_cfg, sched_cfg, name, hint):
     if cin not in (1, 3) or cout != cin:
         raise CourseError(f"The model {str(name)!r} has {cin} input and {cout} output channels, but the course "
                           f"needs 1 (greyscale) or 3 (RGB) of each (a noise prediction shaped like the image); {hint}.")
+    if sched_cfg.get("_class_name") in FLOW_SCHEDULERS:
+        if not allow_flow:
+            raise CourseError(f"The model {str(name)!r} is a flow-matching model ({sched_cfg['_class_name']} in its "
+                              f"scheduler_config.json): notebook 07 loads it by name, but the notebooks' `model` must "
+                              f"predict the noise eps for their DDIM sampler; {hint}.")
+        return size, sched_cfg.get("num_train_timesteps", 1000)
     prediction = sched_cfg.get("prediction_type", "epsilon")
     if prediction != "epsilon":
         raise CourseError(f"The model {str(name)!r} predicts {prediction!r} (prediction_type in its "
@@ -342,7 +367,8 @@ def load_model(cfg_or_name, device=None):
 
     Takes the config dict (uses `model` and `device`) or a name. Returns a CourseModel whose
     scheduler is a DDIMScheduler built from the model's own scheduler config, and whose
-    alphas_cumprod is computed by src.functions from that same config.
+    alphas_cumprod is computed by src.functions from that same config. By name, a flow-matching model
+    (FLOW_SCHEDULERS) loads too: its own scheduler, prediction_type "flow_prediction", no alphas_cumprod.
     Before any weights load, the model's two small config files are checked (and, given the config,
     the patch and timesteps against the model's size and training steps).
     """
@@ -371,14 +397,20 @@ def load_model(cfg_or_name, device=None):
                 sched_cfg = dict(DDIMScheduler.load_config(source, subfolder=sched_sub, local_files_only=local_only))
         except Exception as e:  # noqa: BLE001 - turned into one sentence
             raise CourseError(_load_failure(name, e, hint, local_only)) from None
-    sample_size, num_train_timesteps = _check_model_configs(unet_cfg, sched_cfg, name, hint)
+    flow = sched_cfg.get("_class_name") in FLOW_SCHEDULERS
+    sample_size, num_train_timesteps = _check_model_configs(unet_cfg, sched_cfg, name, hint, allow_flow=cfg is None)
     if cfg is not None:
         check_model_fit(cfg, source_name, sample_size, num_train_timesteps)
     try:
         with _quiet_hub_warnings():
             unet, info = UNet2DModel.from_pretrained(source, subfolder=unet_sub, low_cpu_mem_usage=False,
                                                      local_files_only=local_only, output_loading_info=True)
-        scheduler = DDIMScheduler.from_config(sched_cfg)
+        if flow:
+            from diffusers import FlowMatchEulerDiscreteScheduler
+
+            scheduler = FlowMatchEulerDiscreteScheduler.from_config(sched_cfg)
+        else:
+            scheduler = DDIMScheduler.from_config(sched_cfg)
     except Exception as e:  # noqa: BLE001 - turned into one sentence
         raise CourseError(_load_failure(name, e, hint, local_only and kind == "hub")) from None
     missing, unexpected = info.get("missing_keys") or [], info.get("unexpected_keys") or []
@@ -386,9 +418,13 @@ def load_model(cfg_or_name, device=None):
         what = (f"lack {len(missing)} of the parameters its config.json describes (e.g. {missing[0]})" if missing
                 else f"hold {len(unexpected)} parameters its config.json does not describe (e.g. {unexpected[0]})")
         raise CourseError(f"The weights in {name} {what}: the files come from different models; {hint}.")
+    unet = unet.eval().requires_grad_(False).to(device)
+    if flow:
+        return CourseModel(name=name, unet=unet, scheduler=scheduler, alphas_cumprod=None, betas=None,
+                           prediction_type=FLOW_PREDICTION)
     try:
         betas = F.betas_from_scheduler_config(dict(scheduler.config))
     except ValueError as e:
         raise CourseError(f"The model {name!r} has a noise schedule the course cannot rebuild ({e}); {hint}.") from None
-    return CourseModel(name=name, unet=unet.eval().requires_grad_(False).to(device), scheduler=scheduler,
-                       alphas_cumprod=F.alphas_cumprod_from_betas(betas), betas=betas)
+    return CourseModel(name=name, unet=unet, scheduler=scheduler, alphas_cumprod=F.alphas_cumprod_from_betas(betas),
+                       betas=betas)

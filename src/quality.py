@@ -24,6 +24,7 @@ frechet_distance. tests/test_quality.py checks it against closed forms (and torc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -303,12 +304,14 @@ def standard_settings(samplers=SWEEP_SAMPLERS, steps=SWEEP_STEPS, guidance_scale
                       ddpm_1000_n=128):
     """The sweep's settings: samplers x steps x w; DDPM at 1000 steps on ddpm_1000_n samples (None: skip);
     the other two spacings at spacing_steps (None: skip; not for the flow sampler, which has none)."""
-    settings = sweep_settings(samplers, steps, guidance_scales)
-    if "ddpm" in samplers and ddpm_1000_n:
-        settings += sweep_settings(["ddpm"], [1000], guidance_scales, n=ddpm_1000_n)
+    # in the order a partial run is most useful in: the first w, the spacings, the other w, then DDPM at 1000
+    settings = sweep_settings(samplers, steps, guidance_scales[:1])
     spaced = [s for s in samplers if s != FLOW_SAMPLER]
     if spacing_steps and spaced:
         settings += sweep_settings(spaced, [spacing_steps], guidance_scales[:1], ("trailing", "linspace"))
+    settings += sweep_settings(samplers, steps, guidance_scales[1:])
+    if "ddpm" in samplers and ddpm_1000_n:
+        settings += sweep_settings(["ddpm"], [1000], guidance_scales, n=ddpm_1000_n)
     return settings
 
 
@@ -379,3 +382,25 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+# --- 6. Reading a sweep, for the notebooks' claims ---------------------------------------------------------
+
+def find_row(rows, **where):
+    """The one row of a sweep with these values (e.g. sampler="ddim", steps=4, guidance_scale=1.0)."""
+    found = [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} rows match {where}, not 1")
+    return found[0]
+
+
+def z_gap(a, b, key="fd"):
+    """(b[key] - a[key]) in units of their combined spread sqrt(a_std^2 + b_std^2): above 2, b is clearly
+    higher; between -1 and 1, the two are within each other's noise. a, b: rows of a sweep (or any dicts with
+    key and key_std; a number stands for itself, without spread)."""
+    va, sa = (a, 0.0) if isinstance(a, (int, float)) else (a[key], a.get(f"{key}_std", 0.0))
+    vb, sb = (b, 0.0) if isinstance(b, (int, float)) else (b[key], b.get(f"{key}_std", 0.0))
+    spread = (sa**2 + sb**2) ** 0.5
+    if spread > 0:
+        return (vb - va) / spread
+    return math.inf if vb > va else -math.inf if vb < va else 0.0

@@ -136,3 +136,27 @@ def score_field(model, points, t, alphas_cumprod):
 
     eps = F.guided_epsilon(model, points, t, None, 1.0)
     return score_from_epsilon(eps, alphas_cumprod[t])
+
+
+# --- 4. Measures for the notebook's claims ----------------------------------------------------------------
+
+def near_modes(points, means=None, radius=0.3):
+    """Share of (N, 2) points within `radius` of a centre of the 'gaussians' data (99.9 % of the data are,
+    for std 0.08: P(r > 0.3) = exp(-0.3^2 / (2 * 0.08^2)))."""
+    means = mixture_means() if means is None else means
+    return float(((points[:, None] - means[None]).norm(dim=-1).min(1).values < radius).float().mean())
+
+
+def path_lengths(paths):
+    """(S + 1, B, 2) paths -> (B,) lengths: the sum of the step lengths."""
+    return (paths[1:] - paths[:-1]).norm(dim=-1).sum(0)
+
+
+def straightness(paths):
+    """(S + 1, B, 2) paths -> (B,) |x_0 - x_T| / path length: 1 for a straight line, less for a bend."""
+    return (paths[-1] - paths[0]).norm(dim=-1) / path_lengths(paths).clamp(min=1e-12)
+
+
+def direction_agreement(a, b):
+    """(M, 2) fields -> (M,) cosine of the angle between their arrows (1: the same direction)."""
+    return torch.nn.functional.cosine_similarity(a, b, dim=1)

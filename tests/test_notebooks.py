@@ -28,7 +28,7 @@ def repo_of_setup_cell(path):
 
 
 def test_the_course_has_its_notebooks():
-    assert [n[:2] for n in NAMES] == ["01", "02", "03", "04", "05", "06"], NAMES
+    assert [n[:2] for n in NAMES] == ["01", "02", "03", "04", "05", "06", "07"], NAMES
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
