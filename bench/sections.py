@@ -338,8 +338,8 @@ def child_start(args):
 def section_notebooks(run):
     """Each notebooks/*.ipynb in a fresh kernel, run cell by cell until the first figure appears."""
     import nbformat
-    from nbclient import NotebookClient
     from src.files import repo_path
+    from src.kernel import notebook_client
 
     R = run.R
     paths = sorted(repo_path("notebooks").glob("*.ipynb"))
@@ -348,8 +348,7 @@ def section_notebooks(run):
         return
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
+        client = notebook_client(nb, path.parent)
         t0 = time.perf_counter()
         shown, error = None, None
         try:

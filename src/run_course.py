@@ -85,12 +85,12 @@ def longest_first(paths, base):
 def execute(path, out_dir, inplace=False, timeout=900):
     """Execute one notebook (in a fresh kernel, cwd = notebooks/) and write the .ipynb; returns (ok, message)."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    from src.kernel import notebook_client
+
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", shutdown_kernel="immediate",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = notebook_client(nb, path.parent, timeout=timeout, shutdown_kernel="immediate")
     ok, message = True, ""
     try:
         client.execute()

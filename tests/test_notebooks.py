@@ -62,13 +62,14 @@ def test_notebook_functions_stay_short(path):
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     """A fresh kernel, cwd = a temporary folder (not notebooks/), figures to a temporary output folder."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+
+    from src.kernel import notebook_client
 
     monkeypatch.setenv("COURSE_FAST", "1")
     monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / "output"))
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = notebook_client(nb, tmp_path)
     try:
         client.execute()
     except CellExecutionError as e:

@@ -133,7 +133,7 @@ def test_a_notebook_shows_course_errors_as_one_sentence_and_survives_the_stop_bu
     2. a real SIGINT (what Jupyter's Stop button sends) during a long sampling loop raises KeyboardInterrupt,
        and the next cell samples again with the same model and config and gets the same pictures."""
     import nbformat
-    from nbclient import NotebookClient
+    from src.kernel import notebook_client
     from nbclient.exceptions import CellExecutionError
 
     bad = tmp_path / "bad.yaml"
@@ -163,7 +163,7 @@ print("ready")"""
              "assert not torch.is_inference_mode_enabled() and not unet.training\nprint('usable')",
              "load_config()"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = notebook_client(nb, tmp_path, timeout=300)
     sentence = "`seed` in bad.yaml is -1, but it must be an integer from 0 to 4294967295."
 
     def fails_with_the_sentence(index):
@@ -243,7 +243,7 @@ def test_a_whole_notebook_saves_the_same_pictures_twice(tmp_path, monkeypatch):
     """Run a notebook twice on fresh kernels (smoke mode, same config and seed): every figure and GIF it
     saves has the same pixels. The model is a snapshot, so a training run rewriting it cannot interfere."""
     import nbformat
-    from nbclient import NotebookClient
+    from src.kernel import notebook_client
 
     notebook = pick_notebook()
     if notebook is None:
@@ -257,8 +257,7 @@ def test_a_whole_notebook_saves_the_same_pictures_twice(tmp_path, monkeypatch):
     for run in ("run1", "run2"):
         monkeypatch.setenv("COURSE_OUTPUT", str(tmp_path / run))
         nb = nbformat.read(notebook, as_version=4)
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+        notebook_client(nb, notebook.parent).execute()
         saved.append({p.name: decoded(p) for p in sorted((tmp_path / run).iterdir()) if not p.name.startswith(".")})
     first, second = saved
     assert first, f"{notebook.name} saved nothing to output/"
