@@ -395,6 +395,87 @@ def section_course(run):
           target="<= 180 s", met="yes" if wall <= 180 else "no")
 
 
+def section_checkers(run):
+    """Issue #18: each exercise's checker on the course's own answer and on each of its listed mistakes, warm
+    (the first check of a process also imports and builds its inputs: timed apart)."""
+    import contextlib
+    import io
+
+    from src import check
+
+    R = run.R
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    t0 = time.perf_counter()
+    with quiet:
+        check.check_answer(next(iter(check.EXERCISES)), check.EXERCISES[next(iter(check.EXERCISES))].reference,
+                           quiet=True)
+    R.raw.append(f"checkers: the first check in this process took {fmt_time(time.perf_counter() - t0)}")
+    slowest = (0.0, "")
+    for name, ex in check.EXERCISES.items():
+        answers = [("right", ex.reference)] + [(m.name, m.fn) for m in ex.mistakes]
+        fns = {label: (lambda fn=fn, name=name: check.check_answer(name, fn, quiet=True)) for label, fn in answers}
+        with quiet:
+            times, _ = timeit(fns, run.p["repeats"])
+        worst = max(median(ts) for ts in times.values())
+        slowest = max(slowest, (worst, name))
+        R.row("#18", f"check.{name}: the right answer / its slowest of {len(ex.mistakes)} mistakes",
+              f"{fmt_time(median(times['right']))} / {fmt_time(worst)}", target="< 1 s", met="yes" if worst < 1 else "no")
+        R.timings(f"check.{name}", times)
+    R.notes.append(f"Checkers: the slowest check of any answer is check.{slowest[1]}, {fmt_time(slowest[0])} "
+                   f"(median of {run.p['repeats']}).")
+
+
+def section_hub(run):
+    """Issue #22: notebooks 01-06 planned for a random UNet of google/ddpm-celebahq-256's real architecture:
+    one UNet call timed here, then each notebook's own cost(plan) from its planning cell, run in a fresh
+    kernel up to that cell, in default and smoke mode."""
+    import nbformat
+
+    from src.files import repo_path
+    from src.kernel import notebook_client
+
+    import tempfile
+
+    from src import budget
+
+    R = run.R
+    per_image = budget.seconds_per_image(make_google_256(run.quick).unet)
+    R.row("#22", "one UNet call, google/ddpm-celebahq-256 architecture, random weights, batch 1", fmt_time(per_image))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        sys.path.insert(0, str(repo_path("tests")))
+        from standins import write_hub_cache
+
+        write_hub_cache(home, "google/ddpm-celebahq-256", shrink=1)
+        config = home / "config.yaml"
+        config.write_text("model: google/ddpm-celebahq-256\n")
+        env = {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "COURSE_CONFIG": str(config)}
+        for path in sorted(repo_path("notebooks").glob("0[1-6]*.ipynb")):
+            for fast in ("", "1"):
+                nb = nbformat.read(path, as_version=4)
+                at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "budget.fit(" in c.source), None)
+                if at is None:
+                    R.row("#22", f"{path.stem}: plans no UNet calls", "-")
+                    break
+                nb.cells = nb.cells[:at + 1] + [nbformat.v4.new_code_cell("print('PLAN', cost(plan), plan)")]
+                old = {k: os.environ.get(k) for k in (*env, "COURSE_FAST")}
+                os.environ.update(env, COURSE_FAST=fast)
+                try:
+                    notebook_client(nb, path.parent, timeout=900).execute()
+                finally:
+                    for k, v in old.items():
+                        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+                text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+                calls, plan = text.split("PLAN ", 1)[1].split(" ", 1)
+                mode = "smoke mode" if fast else "default mode"
+                R.row("#22", f"{path.stem}, {mode}: the planned UNet image calls x the call above",
+                      f"{int(calls):,} calls = {fmt_time(int(calls) * per_image)}",
+                      target="<= 2 min" if fast else "<= 10 min",
+                      met="yes" if int(calls) * per_image <= (120 if fast else 600) else "no")
+                R.raw.append(f"{path.stem} {mode}: {plan.strip()}")
+
+
 # --- the table of sections -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -428,6 +509,10 @@ SECTIONS = {
                      "first figure"),
     "notebooks": Section(section_notebooks, "+", "a fresh kernel per notebook: time until its first figure "
                          "appears", in_quick=False),
+    "checkers": Section(section_checkers, "#18", "each exercise's checker on the right answer and on each listed "
+                        "mistake"),
+    "hub": Section(section_hub, "#22", "notebooks 01-06 planned on google/ddpm-celebahq-256's real architecture "
+                   "(random weights): one call timed, each notebook's planned calls", by_default=False, in_quick=False),
     "course": Section(section_course, "5", "`python -m src.run_course`, the whole course (only with --course)",
                       by_default=False, in_quick=False),
 }

@@ -825,7 +825,10 @@ STRENGTH_TO_START_INDEX = Exercise(
         Mistake("no_clamp", "you did not keep the index within 0 ... S - 1: strength 0 gives S, one past the last "
                             "index", lambda s, S: round((1 - s) * S)),
         Mistake("truncated", "you cut off the fraction with int(); the course rounds to the nearest index",
-                lambda s, S: min(S - 1, max(0, int((1 - s) * S))))),
+                lambda s, S: min(S - 1, max(0, int((1 - s) * S)))),
+        Mistake("truncated_no_clamp", "you cut off the fraction with int() (the course rounds to the nearest index) "
+                                      "and did not keep the index within 0 ... S - 1 (strength 0 gives S)",
+                lambda s, S: int((1 - s) * S))),
     hints=("Strength 1.0 means pure noise, index 0; strength 0 means the last index, S - 1.",
            "round((1 - strength) * num_inference_steps), then min(S - 1, max(0, ...))."))
 

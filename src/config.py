@@ -59,6 +59,8 @@ SCHEMA = {
     "model": (BUNDLED_MODEL, lambda v: isinstance(v, str) and v.strip() != "",
               "a local folder in diffusers layout (e.g. models/mnist-ddpm) or a hub id such as google/ddpm-celebahq-256"),
     "device": ("auto", _choice("auto", "cpu", "cuda", "mps"), "one of auto, cpu, cuda, mps"),
+    "budget_minutes": (10, _num(0.05, 1440), "a number of minutes from 0.05 to 1440 (a day)"),
+    "full_settings": (False, lambda v: isinstance(v, bool), "true or false (without quotes)"),
     "seed": (0, _int(0, 2**32 - 1), "an integer from 0 to 4294967295"),
     "num_inference_steps": (50, _int(1, 1000), "an integer from 1 to the model's training steps (1000)"),
     "eta": (0.0, _num(0, 1), "a number from 0 (DDIM) to 1 (DDPM-like)"),

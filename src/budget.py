@@ -1,0 +1,136 @@
+"""The time budget: what a notebook will cost with this model on this device, and the settings that fit.
+
+Every notebook's parameter cell declares the counts it will spend UNet calls on, three ways: the full settings
+(what the text's claims are measured with), the smoke settings (COURSE_FAST=1) and the least that still draws
+every figure; and how many UNet calls (one image through the UNet once) those counts cost. `fit` times one UNet
+call on this model and device, prints the estimate, and, when the estimate is over `budget_minutes` (config),
+scales every count down together (never below its least) until it fits:
+
+    plan = budget.fit(model, cfg, calls=lambda v: v["n_seeds"] * v["steps"] * 20,
+                      full={"n_seeds": 8, "steps": 25}, smoke={"n_seeds": 2, "steps": 10},
+                      least={"n_seeds": 1, "steps": 2})
+    n_seeds, steps = plan["n_seeds"], plan["steps"]
+
+With `full_settings: true` the full (or smoke) counts are kept whatever they cost. The bundled 28-px model
+fits its full settings with room to spare, so for it nothing changes; a 256-px model on a laptop CPU (about
+4.4 s a call at the real widths of google/ddpm-celebahq-256) gets the counts that fit, and the notebook says so.
+In smoke mode the budget is at most SMOKE_MINUTES.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from contextlib import contextmanager
+
+import torch
+
+SMOKE_MINUTES = 2.0  # smoke mode (CI, COURSE_FAST=1) never plans for more than this
+_timed = weakref.WeakKeyDictionary()  # unet -> seconds per image, measured once per UNet and process
+
+
+def seconds_per_image(unet):
+    """Seconds one image takes through `unet` once, on its own device: one timed call at batch 1; for a UNet
+    under 0.1 s a call, a warmed-up call at batch 8 divided by 8 (small models gain a lot from batching)."""
+    if unet in _timed:
+        return _timed[unet]
+    p = next(unet.parameters())
+    cfg = unet.config
+    size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+    labelled = getattr(cfg, "num_class_embeds", None) is not None
+
+    def call(batch):
+        x = torch.zeros(batch, cfg.in_channels, size, size, device=p.device, dtype=p.dtype)
+        t = torch.full((batch,), 500, device=p.device, dtype=torch.long)
+        labels = torch.zeros(batch, device=p.device, dtype=torch.long) if labelled else None
+        if p.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            unet(x, t, class_labels=labels)
+        if p.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    seconds = call(1)
+    if seconds < 0.1:
+        call(8)  # warm-up at the batch size that is timed
+        seconds = min(seconds, call(8) / 8)
+    _timed[unet] = seconds
+    return seconds
+
+
+def scaled(counts, least, s):
+    """Every count times s (rounded), never below its least: s = 1 keeps them, s = 0 gives the least."""
+    return {k: max(least[k], min(v, round(v * s))) for k, v in counts.items()}
+
+
+def fit(model, cfg, calls, full, smoke, least, per_image=None):
+    """The counts to run with (a dict like `full`), after printing what they will cost; see the module docstring.
+
+    calls: counts -> UNet image calls (grows with every count). per_image: seconds per image call (default:
+    measured on model.unet; the bench passes the time of the real celebahq architecture).
+    """
+    if not (set(full) == set(smoke) == set(least)):
+        raise ValueError("full, smoke and least must name the same counts")
+    counts = dict(smoke if cfg["fast"] else full)
+    minutes = min(cfg["budget_minutes"], SMOKE_MINUTES) if cfg["fast"] else cfg["budget_minutes"]
+    budget_seconds = 60 * minutes
+    per_image = seconds_per_image(model.unet) if per_image is None else per_image
+    device = next(model.unet.parameters()).device.type
+    need = calls(counts)
+    head = f"One UNet call takes {_duration(per_image)} per image on the {device}: "
+    mode = "smoke-mode" if cfg["fast"] else "full"
+    if need * per_image <= budget_seconds or cfg["full_settings"]:
+        why = "" if need * per_image <= budget_seconds else f", over the {_duration(budget_seconds)} budget (full_settings: true)"
+        print(head + f"the {mode} settings need ~{need:,} calls, about {_duration(need * per_image)}{why}.")
+        return counts
+    lo, hi = 0.0, 1.0  # the largest s whose counts fit: calls() grows with every count, so bisect
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if calls(scaled(counts, least, mid)) * per_image <= budget_seconds else (lo, mid)
+    plan = scaled(counts, least, lo)
+    changed = ", ".join(f"{k} {plan[k]} (of {counts[k]})" for k in counts if plan[k] != counts[k])
+    got = calls(plan) * per_image
+    over = "" if got <= budget_seconds else " (the least this notebook can draw with: still over the budget)"
+    print(head + f"the {mode} settings need ~{need:,} calls, about {_duration(need * per_image)}, over the "
+          f"{_duration(budget_seconds)} budget (`budget_minutes`). Scaled down to {changed}: ~{calls(plan):,} calls, "
+          f"about {_duration(got)}{over}. Fewer samples give noisier numbers than the "
+          f"text's, which are measured with the full settings; `full_settings: true` runs those.")
+    return plan
+
+
+def _duration(seconds):
+    """3 ms, 4.4 s, 9.5 min, 2.1 h: a duration a person reads at a glance."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@contextmanager
+def counting(unet):
+    """Count the images that go through `unet` (a forward pre-hook; the TorchScript trace steps aside for hooks,
+    so the outputs stay the same): `with counting(unet) as n: ...; n[0]` is the number of image calls."""
+    n = [0]
+
+    def hook(module, args, kwargs):
+        x = args[0] if args else kwargs["sample"]
+        n[0] += x.shape[0]
+
+    handle = unet.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield n
+    finally:
+        handle.remove()
+
+
+def is_least(plan, least):
+    """True when every count is at its least: the notebook can only draw its figures, not measure."""
+    return all(plan[k] <= least[k] for k in least)
+
+
+__all__ = ["fit", "seconds_per_image", "scaled", "counting", "is_least", "SMOKE_MINUTES"]
