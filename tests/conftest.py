@@ -24,3 +24,22 @@ def tiny_unet():
     return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
                        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
                        up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=3).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_unconditional_unet():
+    """The same tiny UNet without class labels."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+
+
+@pytest.fixture(scope="session")
+def linear_alphas_cumprod():
+    """abar_t of DDPM's linear schedule, T = 1000."""
+    from src import functions as F
+
+    return F.alphas_cumprod_from_betas(F.make_betas("linear", 1000))

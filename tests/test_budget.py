@@ -1,7 +1,6 @@
 """src/budget.py: the estimate each notebook prints, and the counts that fit the budget."""
 import pytest
 import torch
-from diffusers import UNet2DModel
 
 from src import budget
 from src import functions as F
@@ -19,12 +18,9 @@ class Model:  # what fit reads of a CourseModel: its UNet
         self.unet = unet
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return Model(UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                             down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                             layers_per_block=1, norm_num_groups=4).eval())
+@pytest.fixture
+def model(tiny_unconditional_unet):  # conftest.py
+    return Model(tiny_unconditional_unet)
 
 
 def cfg(**kw):

@@ -5,7 +5,6 @@ import math
 import matplotlib
 import pytest
 import torch
-from diffusers import UNet2DModel
 
 from src import experiments as E
 from src import figures
@@ -15,18 +14,14 @@ matplotlib.use("Agg")
 STEPS = 4  # DDIM steps: enough to exercise the loop, cheap on a CPU
 
 
-@pytest.fixture(scope="module")
-def unet():
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
-                       block_out_channels=(8, 16), norm_num_groups=4,
-                       down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+@pytest.fixture
+def unet(tiny_unconditional_unet):  # conftest.py
+    return tiny_unconditional_unet
 
 
-@pytest.fixture(scope="module")
-def alphas_cumprod():
-    return F.alphas_cumprod_from_betas(F.make_betas("linear", 1000))
+@pytest.fixture
+def alphas_cumprod(linear_alphas_cumprod):
+    return linear_alphas_cumprod
 
 
 def noise(n=2, seed=0):
