@@ -36,9 +36,7 @@ def test_every_random_draw_in_src_uses_a_generator_on_the_cpu():
     assert len(calls) > 10, "the scan finds the course's draws"
     no_generator = [where for where, kw in calls if "generator" not in kw]
     on_a_device = [where for where, kw in calls if "device" in kw]
-    # the exceptions, each for a reason: training draws from torch's global generator, seeded by train.py
-    allowed = {w for w in no_generator if w.startswith(("train.py", "toy2d.py", "check.py"))}
-    assert not set(no_generator) - allowed, f"random draws without a generator: {sorted(set(no_generator) - allowed)}"
+    assert not no_generator, f"random draws without a generator: {no_generator}"
     assert not on_a_device, f"random draws on a device (a GPU would draw other numbers): {on_a_device}"
 
 
