@@ -93,6 +93,11 @@ def fit(model, cfg, calls, full, smoke, least, per_image=None):
     changed = ", ".join(f"{k} {plan[k]} (of {counts[k]})" for k in counts if plan[k] != counts[k])
     got = calls(plan) * per_image
     over = "" if got <= budget_seconds else " (the least this notebook can draw with: still over the budget)"
+    if not changed:  # every count is at its least already
+        print(head + f"the {mode} settings need ~{need:,} calls, about {_duration(need * per_image)}: over the "
+              f"{_duration(budget_seconds)} budget (`budget_minutes`), but they are the least this notebook can draw "
+              f"with, so they are kept.")
+        return plan
     print(head + f"the {mode} settings need ~{need:,} calls, about {_duration(need * per_image)}, over the "
           f"{_duration(budget_seconds)} budget (`budget_minutes`). Scaled down to {changed}: ~{calls(plan):,} calls, "
           f"about {_duration(got)}{over}. Fewer samples give noisier numbers than the "

@@ -90,3 +90,9 @@ def test_bad_budget_keys_get_one_sentence(tmp_path, line, says):
     with pytest.raises(CourseError) as info:
         load_config(path)
     assert str(info.value).startswith(says), info.value
+
+
+def test_counts_already_at_their_least_are_kept_and_said_so(model, capsys):
+    assert budget.fit(model, cfg(budget_minutes=0.05), calls, LEAST, LEAST, LEAST, per_image=4.4) == LEAST
+    out = capsys.readouterr().out
+    assert "the least this notebook can draw with, so they are kept" in out and "Scaled down to" not in out, out
