@@ -197,7 +197,8 @@ def plot_mean_spread(x, series, xlabel, ylabel, title=None, spread="std", refere
         if spread == "ci95":
             ax.errorbar(xs, mean, yerr=1.96 * std / math.sqrt(n), marker=marker, ms=5, capsize=3, label=f"{label} (n = {n})")
         else:
-            line, = ax.plot(xs, mean, marker=marker, ms=5, label=f"{label} (mean ± std, n = {n})")
+            what = "one image" if n == 1 else f"mean ± std, n = {n}"  # no spread to show for one
+            line, = ax.plot(xs, mean, marker=marker, ms=5, label=f"{label} ({what})")
             ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.18, lw=0)
     if logx:
         ax.set_xscale("log")
@@ -425,7 +426,7 @@ def plot_step_counts(result, unrelated_output=None, ax=None):
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.4))
     S, d = np.array(result["step_counts"]), result["distance"]
-    m, sd = d.mean(1).numpy(), d.std(1).numpy()
+    m, sd = d.mean(1).numpy(), (d.std(1).numpy() if d.shape[1] > 1 else np.zeros(len(S)))  # one seed: no band
     ax.scatter(np.repeat(S, d.shape[1]), d.flatten().numpy(), s=10, alpha=0.35, color="tab:blue", lw=0)
     ax.plot(S, m, "-o", ms=4, color="tab:blue", label=f"mean, n = {d.shape[1]} seeds")
     ax.fill_between(S, np.maximum(m - sd, 0), m + sd, color="tab:blue", alpha=0.15, lw=0)
@@ -504,9 +505,10 @@ def plot_reconstruction(result, metrics, alphas_cumprod, unrelated=None):
     return fig
 
 
-def plot_class_change(result, change, alphas_cumprod):
+def plot_class_change(result, change, alphas_cumprod, same="the same digit", chance=(10, "digits")):
     """The share of reconstructions x_0' still read as the original digit, against log SNR_t (P2's stages
-    shaded), with binomial standard errors and n, each point labelled with its t and strength. Returns the figure."""
+    shaded), with binomial standard errors and n, each point labelled with its t and strength. same: what is
+    counted, in words; chance: (classes, their name), the share a random pick matches. Returns the figure."""
     import matplotlib.pyplot as plt
 
     log_snr = F.snr(alphas_cumprod)[result["timesteps"]].log().numpy()
@@ -515,14 +517,14 @@ def plot_class_change(result, change, alphas_cumprod):
     se = np.sqrt(p * (1 - p) / n)
     ax.errorbar(log_snr, p, yerr=se, fmt="-o", color="k", capsize=3,
                 label=f"share of n = {n} per level, $\\pm$ 1 standard error")
-    ax.axhline(0.1, color="0.5", ls=":", lw=1, label="chance (1 in 10 digits)")
+    ax.axhline(1 / chance[0], color="0.5", ls=":", lw=1, label=f"chance (1 in {chance[0]} {chance[1]})")
     ax.set_xlim(log_snr.max() + 0.5, log_snr.min() - 0.5)  # more noise to the right, as t grows
     shade_p2_regimes(ax, label_y=0.03)
     for x, y, t, s in zip(log_snr, (p + se).tolist(), result["timesteps"].tolist(), result["strengths"].tolist()):
         ax.annotate(f"t={t}\n({s:g}T)", (x, y), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
     ax.set(xlabel=r"log SNR$_t$ of the level $x_t$ the reconstruction starts from  (more noise $\rightarrow$)",
-           ylabel="share still the same digit", ylim=(-0.05, 1.2),
-           title=r"When does $x_0'$ stop being the same digit? (unconditional DDIM)")
+           ylabel=f"share still {same}", ylim=(-0.05, 1.2),
+           title=f"When does $x_0'$ stop being {same}? (unconditional DDIM)")
     ax.legend(fontsize=7, loc="center left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
