@@ -379,13 +379,14 @@ def anagram_epsilon_fn(unet, class_labels, views=(lambda x: x, rot180), guidance
     makes one image that denoises towards every reading. views must be orthogonal pixel
     permutations that are their own inverse (identity, rot180, flips), so eps-hat stays N(0, I)-like.
     class_labels: V labels, or a (V, B) tensor with one label per view and row. All views and the
-    guidance branches go through the UNet in one call.
+    guidance branches go through the UNet in one call. class_labels=None asks every view for the same thing,
+    any sample (an unconditional UNet, or the null label): one image that is plausible in every view.
     """
     def epsilon_fn(x_t, t, rows):
         V = len(views)
-        labels = _labels_for_rows(class_labels, V, rows).to(x_t.device)
+        labels = None if class_labels is None else _labels_for_rows(class_labels, V, rows).to(x_t.device).reshape(-1)
         xs = torch.cat([view(x_t) for view in views])
-        eps = F.guided_epsilon(unet, xs, t, labels.reshape(-1), guidance_scale).chunk(V)
+        eps = F.guided_epsilon(unet, xs, t, labels, guidance_scale).chunk(V)
         return sum(view(e) for view, e in zip(views, eps)) / V
 
     return epsilon_fn
@@ -458,3 +459,58 @@ def draw_digit(strokes, size=28, width=0.1, channels=1, supersample=4):
     image = image.resize((size, size), Image.Resampling.LANCZOS)
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1)
     return x.reshape(1, 1, size, size).repeat(1, channels, 1, 1)
+
+
+# --- 7. The budget: what notebook 05 spends, in UNet image calls ---------------------------------
+
+def sdedit_starts(start_indices, num_inference_steps, steps):
+    """SDEdit's starts for a `steps`-step sampler: the config's start indices (into num_inference_steps steps)
+    at the same noise levels, i -> round(i * steps / num_inference_steps) as load_config does in smoke mode, and
+    the added late starts 60-90 % of the way down. Returns (starts, late), two lists of indices below `steps`."""
+    starts = list(dict.fromkeys(min(steps - 1, round(i * steps / num_inference_steps)) for i in start_indices))
+    late = sorted({min(steps - 1, round(f * steps)) for f in (0.6, 0.7, 0.8, 0.9)} - set(starts))
+    return starts, late
+
+
+def toward_starts(steps):
+    """The starts of class-conditional SDEdit: from pure noise (index 0) to 80 % of the way down `steps` steps."""
+    return sorted({min(steps - 1, round(f * steps)) for f in (0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8)})
+
+
+def sweep_branches(w):
+    """UNet images per sample and step of guidance_epsilon_fn at scale w: eps(null) alone at w = 0, eps(c)
+    alone at w = 1, both otherwise. (F.guided_epsilon saves only at w = 1.)"""
+    return 1 if w in (0, 1) else 2
+
+
+def sdedit_calls(start_indices, steps):
+    """UNet images of SDEdit on one input: a start at index i runs the last steps - i of the steps."""
+    return sum(steps - i for i in start_indices)
+
+
+def repaint_calls(steps, resample=1, jump_length=1):
+    """UNet images of inpainting one image (repaint_after_step): the steps, plus resample - 1 redos of
+    jump_length steps after every jump_length-th step but the last."""
+    jumps = sum(1 for i in range(steps - 1) if (i + 1) % jump_length == 0) if resample > 1 else 0
+    return steps + (resample - 1) * jumps * jump_length
+
+
+def notebook_calls(counts, class_conditional, n_inputs, start_indices, num_inference_steps, guidance_scales,
+                   clip_w, toward_w, n_toward, illusion_w, n_pairs):
+    """UNet image calls notebook 05 makes with `counts` (its plan: steps, fast_steps, n_sweep, n_seeds, n_free,
+    n_masks, n_fills, resample), section by section; the other arguments are its fixed knobs. An unconditional
+    model makes only section 1's samples, SDEdit, inpainting and one two-view anagram per seed."""
+    S, Sf, n = counts["steps"], counts["fast_steps"], counts["n_seeds"]
+    starts = sum(sdedit_starts(start_indices, num_inference_steps, S), [])
+    calls = (counts["n_free"] + 10 * bool(class_conditional)) * S            # 1. samples (+ one per digit)
+    calls += n_inputs * sdedit_calls(starts, S) + S - starts[-2]              # 3. SDEdit grid, the widget's default
+    calls += counts["n_masks"] * counts["n_fills"] * S                        # 4. inpainting
+    plain = Sf if counts["resample"] > 1 else 0                               # RePaint: without resampling, with
+    calls += counts["n_masks"] * n * (plain + repaint_calls(Sf, counts["resample"], min(2, Sf - 1)))
+    if not class_conditional:
+        return calls + n * 2 * Sf                                             # 5. one anagram per seed, two views
+    sweep = [*guidance_scales, 1.0, clip_w, clip_w] + [w for w in (1.0, clip_w) if w not in guidance_scales]
+    calls += counts["n_sweep"] * Sf * sum(map(sweep_branches, sweep)) + 4 * Sf * sweep_branches(clip_w)  # 2.
+    calls += n * (sdedit_calls(toward_starts(Sf), Sf) * (1 + n_toward * sweep_branches(toward_w)) + Sf)  # 3. toward
+    guided = 1 if illusion_w == 1 else 2                                      # F.guided_epsilon's images per view
+    return calls + n * Sf * 2 * guided * (n_pairs + 1)                        # 5. anagram pairs, 6. hybrids

@@ -136,13 +136,17 @@ def mix_sweep(unet, alphas_cumprod, noise, mix_factors, num_inference_steps=50, 
 
     One z per seed for every s: n_2 then moves along one path from n_1 (s = 0) to z (s = 1), so the curve
     is smooth and s = 1 is an unrelated noise. other: that z (N,C,H,W), drawn from `generator` when None.
-    Returns distance_sweep's dict plus mix_factors (K,).
+    Returns distance_sweep's dict plus mix_factors (K,). With one seed (N = 1) and eta = 0, unrelated_input and
+    unrelated_output are its pair at s = 1 (the last s), the only unrelated pair there is.
     """
     z = F.randn_like(noise, generator) if other is None else other
     variants = torch.stack([F.mix_noise(noise, float(s), other=z) for s in mix_factors])
     result = distance_sweep(unet, alphas_cumprod, noise, variants, num_inference_steps, eta, class_labels,
                             generator, progress)
     result["mix_factors"] = torch.tensor([float(s) for s in mix_factors])
+    if len(noise) == 1 and eta == 0 and float(mix_factors[-1]) == 1.0:  # one seed: its s = 1 pair is unrelated
+        result["unrelated_input"] = result["input_distance"][-1, 0]
+        result["unrelated_output"] = result["output_distance"][-1, 0]
     return result
 
 
@@ -252,6 +256,31 @@ def step_count_distances(unet, alphas_cumprod, noise, step_counts, class_labels=
             "distance": torch.stack([F.euclidean_distance(images[S], finest) for S in step_counts])}
 
 
+def pick(values, n):
+    """n of `values`, in their order, spread evenly: both ends for n >= 2, the middle one for n = 1, all for
+    n >= len(values). How a budget takes fewer values of a sweep and keeps its range."""
+    values = list(values)
+    if n >= len(values):
+        return values
+    if n == 1:
+        return [values[len(values) // 2]]
+    return [values[round(k * (len(values) - 1) / (n - 1))] for k in range(n)]
+
+
+def sweep_lists(counts, choices):
+    """The lists notebook 03's sweeps run for budget counts (src.budget.fit's plan).
+
+    choices: {mix_factors, sampler_mix, patch_sizes, etas}, each rising. Returns the same keys, with
+    pick(choices[key], counts["n_" + key]) each, except that mix_factors also has every sampler_mix value (section
+    6 then reuses section 3's curve for eta = 0); and step_counts: the coarse, sweep and fine DDIM step counts
+    (counts coarse_steps, sweep_steps, fine_steps), rising, each once.
+    """
+    out = {key: pick(values, counts["n_" + key]) for key, values in choices.items()}
+    out["mix_factors"] = sorted(set(out["mix_factors"]) | set(out["sampler_mix"]))
+    out["step_counts"] = sorted({counts["coarse_steps"], counts["sweep_steps"], counts["fine_steps"]})
+    return out
+
+
 # --- 3b. The numbers behind notebook 03's sentences ------------------------------------------------------
 
 def spread(values):
@@ -311,7 +340,7 @@ def patch_table(pvg):
     lines = [f"{'p':>3}  " + "".join(f"{name + ': d_in, d_out':>30}" for name, _ in arms)]
     for k, p in enumerate(pvg["patch_sizes"]):
         cells = [f"{float(r['input_distance'][k].mean()):5.1f}, {float(r['output_distance'][k].mean()):5.2f} +- "
-                 f"{float(r['output_distance'][k].std()):5.2f}" for _, r in arms]
+                 f"{spread(r['output_distance'][k])['std']:5.2f}" for _, r in arms]  # std 0 for one seed
         lines.append(f"{p:>3}  " + "".join(f"{c:>30}" for c in cells))
     return "\n".join(lines)
 
@@ -376,6 +405,15 @@ def unrelated_band_distances(x0, sigma):
     return {"distance": mean_pdist(x0.cpu()), "low": mean_pdist(low), "high": mean_pdist(high)}
 
 
+def nearest_original(recon, x0, sigma):
+    """Which image of x0 (N,C,H,W) each x_0' of recon (R,K,N,C,H,W) is closest to in the coarse (low-pass) band:
+    (R,K,N) indices into x0. Where no classifier can read the images, "x_0' is still nearest its own original"
+    (index n for image n) stands in for "x_0' is still the same digit" (class_change takes either)."""
+    low_recon = F.split_frequencies(recon.flatten(0, 2).cpu(), sigma)[0].flatten(1).double()
+    low_x0 = F.split_frequencies(x0.cpu(), sigma)[0].flatten(1).double()
+    return torch.cdist(low_recon, low_x0).argmin(dim=1).view(recon.shape[:3])
+
+
 def class_change(pred, original, strengths):
     """Where a digit stops being itself. pred: (R,K,N) classes of the x_0'; original: (N,); strengths: (K,) rising.
 
@@ -413,7 +451,7 @@ def level_table(result, metrics, unrelated, alphas_cumprod):
     """A text table of reconstruction_metrics, one line per strength (means over seeds and images); each band's
     distance also as a share of its ceiling, the distance between two different images."""
     log_snr = F.snr(alphas_cumprod)[result["timesteps"]].log()
-    mean = {k: v.clamp(max=99.0).mean(dim=(0, 2)) for k, v in metrics.items()}  # clamp: a perfect copy has inf PSNR
+    mean = {k: (v.clamp(max=99.0) if k == "psnr" else v).mean(dim=(0, 2)) for k, v in metrics.items()}  # a perfect copy: inf PSNR
     share = lambda key, k: float(mean[key][k] / unrelated[key])
     lines = [" strength     t  log SNR  distance   PSNR   coarse (of ceiling)    fine (of ceiling)"]
     for k, s in enumerate(result["strengths"].tolist()):
@@ -425,15 +463,15 @@ def level_table(result, metrics, unrelated, alphas_cumprod):
     return "\n".join(lines)
 
 
-def class_change_report(names, change, result, alphas_cumprod):
-    """class_change in words: per image, the strength at which each seed's x_0' is first another digit, and the
-    level from which fewer than half of the x_0' are still the same digit."""
-    lines = [f"{name}: first another digit at strength " + ", ".join("never" if f != f else f"{f:g}" for f in first)
+def class_change_report(names, change, result, alphas_cumprod, another="another digit", same="the same digit"):
+    """class_change in words: per image, the strength at which each seed's x_0' is first `another` (digit), and the
+    level from which fewer than half of the x_0' are still `same` (the same digit; nearest_original: other words)."""
+    lines = [f"{name}: first {another} at strength " + ", ".join("never" if f != f else f"{f:g}" for f in first)
              for name, first in zip(names, change["first_change"].T.tolist())]
     below = [k for k, f in enumerate(change["same_fraction"].tolist()) if f < 0.5]
     if below:
         k, t = below[0], result["timesteps"][below[0]]
-        lines.append(f"fewer than half are the same digit from strength {float(result['strengths'][k]):g} on "
+        lines.append(f"fewer than half are {same} from strength {float(result['strengths'][k]):g} on "
                      f"(t = {int(t)}, SNR_t = {float(F.snr(alphas_cumprod)[t]):.3f})")
     return "\n".join(lines)
 
