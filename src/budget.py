@@ -14,7 +14,8 @@ scales every count down together (never below its least) until it fits:
 With `full_settings: true` the full (or smoke) counts are kept whatever they cost. The bundled 28-px model
 fits its full settings with room to spare, so for it nothing changes; a 256-px model on a laptop CPU (about
 4.4 s a call at the real widths of google/ddpm-celebahq-256) gets the counts that fit, and the notebook says so.
-In smoke mode the budget is at most SMOKE_MINUTES.
+In smoke mode the budget is at most SMOKE_MINUTES. The estimate is UNet time only: on a 256-px model that is nearly
+all of a notebook's time; on the bundled model the figures and Python take longer than its UNet calls.
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ def fit(model, cfg, calls, full, smoke, least, per_image=None):
     head = f"One UNet call takes {_duration(per_image)} per image on the {device}: "
     mode = "smoke-mode" if cfg["fast"] else "full"
     if need * per_image <= budget_seconds or cfg["full_settings"]:
-        why = "" if need * per_image <= budget_seconds else f", over the {_duration(budget_seconds)} budget (full_settings: true)"
-        print(head + f"the {mode} settings need ~{need:,} calls, about {_duration(need * per_image)}{why}.")
+        why = "" if need * per_image <= budget_seconds else f", over the {_duration(budget_seconds)} budget " \
+                                                            f"(full_settings: true)"
+        print(head + f"the {mode} settings make ~{need:,} UNet calls, {_duration(need * per_image)} of UNet "
+                     f"time{why}.")
         return counts
     lo, hi = 0.0, 1.0  # the largest s whose counts fit: calls() grows with every count, so bisect
     for _ in range(30):
@@ -94,13 +97,13 @@ def fit(model, cfg, calls, full, smoke, least, per_image=None):
     got = calls(plan) * per_image
     over = "" if got <= budget_seconds else " (the least this notebook can draw with: still over the budget)"
     if not changed:  # every count is at its least already
-        print(head + f"the {mode} settings need ~{need:,} calls, about {_duration(need * per_image)}: over the "
-              f"{_duration(budget_seconds)} budget (`budget_minutes`), but they are the least this notebook can draw "
-              f"with, so they are kept.")
+        print(head + f"the {mode} settings make ~{need:,} UNet calls, {_duration(need * per_image)} of UNet time: "
+              f"over the {_duration(budget_seconds)} budget (`budget_minutes`), but they are the least this "
+              f"notebook can draw with, so they are kept.")
         return plan
-    print(head + f"the {mode} settings need ~{need:,} calls, about {_duration(need * per_image)}, over the "
-          f"{_duration(budget_seconds)} budget (`budget_minutes`). Scaled down to {changed}: ~{calls(plan):,} calls, "
-          f"about {_duration(got)}{over}. Fewer samples give noisier numbers than the "
+    print(head + f"the {mode} settings make ~{need:,} UNet calls, {_duration(need * per_image)} of UNet time, "
+          f"over the {_duration(budget_seconds)} budget (`budget_minutes`). Scaled down to {changed}: "
+          f"~{calls(plan):,} calls, about {_duration(got)}{over}. Fewer samples give noisier numbers than the "
           f"text's, which are measured with the full settings; `full_settings: true` runs those.")
     return plan
 

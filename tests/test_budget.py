@@ -30,7 +30,7 @@ def cfg(**kw):
 def test_counts_that_fit_are_kept_and_the_estimate_is_printed(model, capsys):
     assert budget.fit(model, cfg(), calls, FULL, SMOKE, LEAST, per_image=0.01) == FULL
     out = capsys.readouterr().out
-    assert "9,600 calls" in out and "1.6 min" in out and "10 ms" in out, out
+    assert "~9,600 UNet calls, 1.6 min of UNet time" in out and "10 ms" in out, out
 
 
 def test_smoke_mode_starts_from_the_smoke_counts(model, capsys):
