@@ -440,7 +440,8 @@ def section_hub(run):
 
     R = run.R
     per_image = budget.seconds_per_image(make_google_256(run.quick).unet)
-    R.row("#22", "one UNet call, google/ddpm-celebahq-256 architecture, random weights, batch 1", fmt_time(per_image))
+    R.row("#22", "one UNet call, google/ddpm-celebahq-256 architecture, random weights, batch 1 (first call, "
+                 "in this process)", fmt_time(per_image))
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -458,7 +459,8 @@ def section_hub(run):
                 if at is None:
                     R.row("#22", f"{path.stem}: plans no UNet calls", "-")
                     break
-                nb.cells = nb.cells[:at + 1] + [nbformat.v4.new_code_cell("print('PLAN', cost(plan), plan)")]
+                nb.cells = nb.cells[:at + 1] + [nbformat.v4.new_code_cell(
+                    "print('PLAN', cost(plan), budget.seconds_per_image(model.unet), plan)")]
                 old = {k: os.environ.get(k) for k in (*env, "COURSE_FAST")}
                 os.environ.update(env, COURSE_FAST=fast)
                 try:
@@ -467,12 +469,13 @@ def section_hub(run):
                     for k, v in old.items():
                         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
                 text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-                calls, plan = text.split("PLAN ", 1)[1].split(" ", 1)
+                calls, seconds, plan = text.split("PLAN ", 1)[1].split(" ", 2)
+                calls, seconds = int(calls), float(seconds)  # the notebook's own timing of one call (a cold one)
                 mode = "smoke mode" if fast else "default mode"
-                R.row("#22", f"{path.stem}, {mode}: the planned UNet image calls x the call above",
-                      f"{int(calls):,} calls = {fmt_time(int(calls) * per_image)}",
+                R.row("#22", f"{path.stem}, {mode}: planned UNet image calls x the notebook's own timing of one",
+                      f"{calls:,} x {fmt_time(seconds)} = {fmt_time(calls * seconds)}",
                       target="<= 2 min" if fast else "<= 10 min",
-                      met="yes" if int(calls) * per_image <= (120 if fast else 600) else "no")
+                      met="yes" if calls * seconds <= (120 if fast else 600) else "no")
                 R.raw.append(f"{path.stem} {mode}: {plan.strip()}")
 
 

@@ -541,6 +541,70 @@ def plot_level_grid(x0, result, names, seed=0):
                               title="reconstructions $x_0'$ from increasing noise levels (columns)")
 
 
+# --- 6. Guidance and editing (notebook 05) -------------------------------------------------------------
+
+def plot_guidance_tradeoff(guidance_scales, scores):
+    """Fidelity and diversity against w from editing.score_sweep: accuracy and confidence (left axis, +- 1
+    standard error over the n samples) and diversity (right axis, +- 1 standard error over the digits)."""
+    import matplotlib.pyplot as plt
+
+    w = np.asarray(guidance_scales, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for key, fmt, name in (("accuracy", "o-", "accuracy"), ("confidence", "^:", "confidence")):
+        ax.errorbar(w, scores[key].numpy(), yerr=scores[key + "_se"].numpy(), fmt=fmt, color="C0", capsize=3,
+                    label=name)
+    ax.set(xlabel="guidance scale $w$", ylabel="fidelity (digit classifier)", ylim=(0, 1.08),
+           title=f"fidelity vs diversity: n = {scores['n']} samples per $w$, $\\pm$ 1 standard error")
+    ax.yaxis.label.set_color("C0")
+    ax2 = ax.twinx()
+    ax2.errorbar(w, scores["diversity"].numpy(), yerr=scores["diversity_se"].numpy(), fmt="s--", color="C3",
+                 capsize=3, label=f"diversity, Eq. (3) (over {scores['digits']} digits)")
+    ax2.set_ylabel("diversity, Eq. (3)", color="C3")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [h.get_label() for h in lines], loc="center right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rates(x, curves, xlabel, title, ylabel="share read as the digit asked for", xticks=None, ax=None):
+    """Shares against a knob, one line per entry of curves {label: (share, standard error)}, with error bars.
+    xticks: optional labels for the x positions. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.8))
+    for k, (label, (p, se)) in enumerate(curves.items()):
+        ax.errorbar(x, np.asarray(p), yerr=np.asarray(se), fmt="o-", color=f"C{k}", capsize=3, label=label)
+    if xticks is not None:
+        ax.set_xticks(x, xticks)
+    ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(-0.05, 1.08), title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired(values, title, ylabel, ax=None):
+    """The same n items measured in several conditions, {condition: (n,) tensor}: a grey line per item through
+    its values, and the mean +- 1 standard error of each condition in colour. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.8))
+    data = np.stack([np.asarray(v, dtype=float) for v in values.values()])  # (conditions, n)
+    xs = np.arange(len(values))
+    ax.plot(xs, data, color="0.7", lw=0.8, alpha=0.8)
+    n = data.shape[1]
+    ax.errorbar(xs, data.mean(1), yerr=data.std(1, ddof=1) / np.sqrt(n), fmt="o", color="C3", ms=7, capsize=5,
+                label=f"mean $\\pm$ 1 standard error, n = {n}")
+    ax.set_xticks(xs, list(values))
+    ax.set_xlim(-0.4, len(values) - 0.6)
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
 # --- 7. Inside the UNet (notebook 06) ----------------------------------------------------------------
 
 def plot_parameter_counts(rows, title="parameters per part of the UNet"):
@@ -770,70 +834,6 @@ def plot_conditioning_spread(blocks, spread, sizes):
              .replace(".resnets.", " r") for b in blocks]
     ax.set_xticks(x, [f"{b}\n{s}x{s}" for b, s in zip(short, sizes)], fontsize=8)
     ax.set(ylabel="std of 1 + scale", title="what moves each block's scale: the timestep or the label?")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return fig
-
-
-# --- 6. Guidance and editing (notebook 05) -------------------------------------------------------------
-
-def plot_guidance_tradeoff(guidance_scales, scores):
-    """Fidelity and diversity against w from editing.score_sweep: accuracy and confidence (left axis, +- 1
-    standard error over the n samples) and diversity (right axis, +- 1 standard error over the digits)."""
-    import matplotlib.pyplot as plt
-
-    w = np.asarray(guidance_scales, dtype=float)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for key, fmt, name in (("accuracy", "o-", "accuracy"), ("confidence", "^:", "confidence")):
-        ax.errorbar(w, scores[key].numpy(), yerr=scores[key + "_se"].numpy(), fmt=fmt, color="C0", capsize=3,
-                    label=name)
-    ax.set(xlabel="guidance scale $w$", ylabel="fidelity (digit classifier)", ylim=(0, 1.08),
-           title=f"fidelity vs diversity: n = {scores['n']} samples per $w$, $\\pm$ 1 standard error")
-    ax.yaxis.label.set_color("C0")
-    ax2 = ax.twinx()
-    ax2.errorbar(w, scores["diversity"].numpy(), yerr=scores["diversity_se"].numpy(), fmt="s--", color="C3",
-                 capsize=3, label=f"diversity, Eq. (3) (over {scores['digits']} digits)")
-    ax2.set_ylabel("diversity, Eq. (3)", color="C3")
-    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [h.get_label() for h in lines], loc="center right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def plot_rates(x, curves, xlabel, title, ylabel="share read as the digit asked for", xticks=None, ax=None):
-    """Shares against a knob, one line per entry of curves {label: (share, standard error)}, with error bars.
-    xticks: optional labels for the x positions. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.8))
-    for k, (label, (p, se)) in enumerate(curves.items()):
-        ax.errorbar(x, np.asarray(p), yerr=np.asarray(se), fmt="o-", color=f"C{k}", capsize=3, label=label)
-    if xticks is not None:
-        ax.set_xticks(x, xticks)
-    ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(-0.05, 1.08), title=title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def plot_paired(values, title, ylabel, ax=None):
-    """The same n items measured in several conditions, {condition: (n,) tensor}: a grey line per item through
-    its values, and the mean +- 1 standard error of each condition in colour. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.8))
-    data = np.stack([np.asarray(v, dtype=float) for v in values.values()])  # (conditions, n)
-    xs = np.arange(len(values))
-    ax.plot(xs, data, color="0.7", lw=0.8, alpha=0.8)
-    n = data.shape[1]
-    ax.errorbar(xs, data.mean(1), yerr=data.std(1, ddof=1) / np.sqrt(n), fmt="o", color="C3", ms=7, capsize=5,
-                label=f"mean $\\pm$ 1 standard error, n = {n}")
-    ax.set_xticks(xs, list(values))
-    ax.set_xlim(-0.4, len(values) - 0.6)
-    ax.set(ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
