@@ -1,13 +1,14 @@
 """Running a notebook headless: the one NotebookClient that run_course, solutions, the bench and the tests use.
 
 Why not nbclient's default: with two notebooks running at once (run_course's two jobs), about one run in eight
-stalled for good in a widget cell. The kernel had sent its reply and gone idle; the client sat in asyncio waiting
-for it. The reply was in the client's ZeroMQ queue all along: a ZeroMQ socket's file descriptor signals *edges*
-(new data arrived), and jupyter_client's `await socket.poll(timeout)` sleeps on that descriptor, so an edge that
-fires while nobody is waiting is never seen again. The fix waits in slices of a quarter second and, before each,
-asks the socket itself whether a message is queued (ZMQ_EVENTS, a level, not an edge), so a missed edge costs at
-most 0.25 s instead of the whole cell timeout. Measured here (smoke mode, notebooks 01 and 05 side by side):
-4 stalls in 34 runs before, none in 36 after.
+stalled for good in a widget cell: the kernel had gone idle after the cell and its TCP queues were empty, while the
+client sat in asyncio waiting for a message that, by then, could only be in its own ZeroMQ queue. jupyter_client
+waits with `await socket.poll(timeout)`, which sleeps on the socket's file descriptor, and that descriptor signals
+edges (new data arrived), not levels: a signal that comes while nobody waits is not repeated. So this client waits
+in slices of a quarter second and, before each, asks the socket itself whether a message is queued (ZMQ_EVENTS, a
+level), so a missed signal costs at most 0.25 s instead of the whole cell timeout. Measured here (smoke mode,
+notebooks 01 and 05 side by side): 4 stalls in 34 runs before; none in 36 after (16 with this wait patched into
+nbclient, 20 of `python -m src.run_course 01 05 --fast`).
 """
 from pathlib import Path
 from queue import Empty
