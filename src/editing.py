@@ -503,7 +503,7 @@ def notebook_calls(counts, class_conditional, n_inputs, start_indices, num_infer
     S, Sf, n = counts["steps"], counts["fast_steps"], counts["n_seeds"]
     starts = sum(sdedit_starts(start_indices, num_inference_steps, S), [])
     calls = (counts["n_free"] + 10 * bool(class_conditional)) * S            # 1. samples (+ one per digit)
-    calls += n_inputs * sdedit_calls(starts, S) + S - starts[-2]              # 3. SDEdit grid, the widget's default
+    calls += n_inputs * sdedit_calls(starts, S) + S - starts[max(len(starts) - 2, 0)]  # 3. SDEdit grid, widget
     calls += counts["n_masks"] * counts["n_fills"] * S                        # 4. inpainting
     plain = Sf if counts["resample"] > 1 else 0                               # RePaint: without resampling, with
     calls += counts["n_masks"] * n * (plain + repaint_calls(Sf, counts["resample"], min(2, Sf - 1)))
