@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from src.parametrizations import epsilon_from_model_output
-from src.trace import traced_call
+from src.trace import one_at_a_time, traced_call
 
 
 # --- 1. Noise schedules -------------------------------------------------------------------------
@@ -305,6 +305,11 @@ def unet_forward(unet, x_t, t, class_labels=None):
     t: (B,) timesteps; class_labels: (B,) labels, or None for an unconditional UNet. On the CPU the
     call runs as a TorchScript trace of the same UNet when src/trace.py has one: bit-identical, faster.
     """
+    if one_at_a_time(x_t):  # src/trace.py: large images run faster one by one on a CPU
+        t = torch.as_tensor(t, device=x_t.device).expand(len(x_t))
+        labels = None if class_labels is None else torch.as_tensor(class_labels, device=x_t.device).expand(len(x_t))
+        return torch.cat([unet_forward(unet, x_t[i:i + 1], t[i:i + 1], None if labels is None else labels[i:i + 1])
+                          for i in range(len(x_t))])
     inputs = (x_t, t) if class_labels is None else (x_t, t, class_labels)
     trace = traced_call(unet, inputs)
     return unet(x_t, t, class_labels=class_labels).sample if trace is None else trace(*inputs)

@@ -147,3 +147,28 @@ def test_a_swapped_submodule_or_parameter_gets_a_new_trace(tiny_unet):
         unet.conv_in.weight = torch.nn.Parameter(torch.zeros_like(unet.conv_in.weight))
         zeroed = F.unet_forward(unet, x, t, labels)
         assert torch.equal(zeroed, unet(x, t, class_labels=labels).sample) and not torch.equal(zeroed, swapped)
+
+
+def test_large_images_go_through_the_unet_one_at_a_time_with_the_same_result():
+    """src/trace.py's one_at_a_time: a batch of 128-px images is split on the CPU (faster there at 256 px), each
+    image gets its own t and label, and the result equals the batched call to float tolerance; 28 px is not split."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=128, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(4, 8),
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=3).eval()
+    sizes = []
+    unet.register_forward_pre_hook(lambda m, args, kw: sizes.append((args[0] if args else kw["sample"]).shape[0]),
+                                   with_kwargs=True)
+    x = torch.randn(3, 1, 128, 128, generator=torch.Generator().manual_seed(1))
+    t, labels = torch.tensor([10, 500, 990]), torch.tensor([0, 2, 1])
+    with torch.inference_mode():
+        split = F.unet_forward(unet, x, t, labels)
+        assert sizes == [1, 1, 1]
+        batched = unet(x, t, class_labels=labels).sample
+        small = F.unet_forward(unet, x[:, :, :28, :28], t, labels)
+    assert sizes[-1] == 3, "a 28-px batch stays one call"
+    assert small.shape == (3, 1, 28, 28)
+    assert torch.allclose(split, batched, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(split[0], split[1]), "each image with its own t"
