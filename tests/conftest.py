@@ -27,8 +27,8 @@ def tiny_unet():
 
 
 @pytest.fixture(scope="session")
-def tiny_unconditional_unet():
-    """The same tiny UNet without class labels."""
+def unet():
+    """The same tiny UNet without class labels (a test module may define its own `unet`)."""
     from diffusers import UNet2DModel
 
     torch.manual_seed(0)
@@ -38,7 +38,7 @@ def tiny_unconditional_unet():
 
 
 @pytest.fixture(scope="session")
-def linear_alphas_cumprod():
+def alphas_cumprod():
     """abar_t of DDPM's linear schedule, T = 1000."""
     from src import functions as F
 

@@ -19,8 +19,8 @@ class Model:  # what fit reads of a CourseModel: its UNet
 
 
 @pytest.fixture
-def model(tiny_unconditional_unet):  # conftest.py
-    return Model(tiny_unconditional_unet)
+def model(unet):  # conftest.py
+    return Model(unet)
 
 
 def cfg(**kw):

@@ -16,16 +16,6 @@ matplotlib.use("Agg")
 STEPS = 4
 
 
-@pytest.fixture
-def unet(tiny_unconditional_unet):  # conftest.py
-    return tiny_unconditional_unet
-
-
-@pytest.fixture
-def alphas_cumprod(linear_alphas_cumprod):
-    return linear_alphas_cumprod
-
-
 def noise(n=3, seed=0):
     return torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
 

@@ -14,16 +14,6 @@ matplotlib.use("Agg")
 STEPS = 4  # DDIM steps: enough to exercise the loop, cheap on a CPU
 
 
-@pytest.fixture
-def unet(tiny_unconditional_unet):  # conftest.py
-    return tiny_unconditional_unet
-
-
-@pytest.fixture
-def alphas_cumprod(linear_alphas_cumprod):
-    return linear_alphas_cumprod
-
-
 def noise(n=2, seed=0):
     return torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
 

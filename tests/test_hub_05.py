@@ -33,31 +33,31 @@ def test_sdedit_starts_keep_the_config_at_its_own_steps_and_fit_fewer():
 
 
 @pytest.mark.parametrize("steps, resample, jump_length", [(10, 3, 2), (5, 3, 2), (3, 2, 2), (2, 2, 1), (4, 1, 2)])
-def test_repaint_calls_counts_the_unet(tiny_unconditional_unet, linear_alphas_cumprod, steps, resample, jump_length):
+def test_repaint_calls_counts_the_unet(unet, alphas_cumprod, steps, resample, jump_length):
     x0, mask = noise(2, 1).clamp(-1, 1), E.box_mask(8, 0, 0, 0.5, 1)
-    with counting(tiny_unconditional_unet) as n:
-        E.inpaint(tiny_unconditional_unet, x0, mask, linear_alphas_cumprod, noise(2, 2), steps, resample=resample,
+    with counting(unet) as n:
+        E.inpaint(unet, x0, mask, alphas_cumprod, noise(2, 2), steps, resample=resample,
                   jump_length=jump_length, generator=torch.Generator().manual_seed(0), progress=False)
     assert n[0] == 2 * E.repaint_calls(steps, resample, jump_length)
 
 
-def test_sdedit_and_sweep_calls_count_the_unet(tiny_unet, linear_alphas_cumprod):
+def test_sdedit_and_sweep_calls_count_the_unet(tiny_unet, alphas_cumprod):
     with counting(tiny_unet) as n:
-        E.sdedit(tiny_unet, noise(2, 1).clamp(-1, 1), [0, 2, 4], linear_alphas_cumprod, 5, progress=False)
+        E.sdedit(tiny_unet, noise(2, 1).clamp(-1, 1), [0, 2, 4], alphas_cumprod, 5, progress=False)
     assert n[0] == 2 * E.sdedit_calls([0, 2, 4], 5)
     scales = [0.0, 1.0, 3.0]
     with counting(tiny_unet) as n:
-        E.guidance_sweep(tiny_unet, noise(3), linear_alphas_cumprod, torch.tensor([0, 1, 0]), scales, 4, progress=False)
+        E.guidance_sweep(tiny_unet, noise(3), alphas_cumprod, torch.tensor([0, 1, 0]), scales, 4, progress=False)
     assert n[0] == 3 * 4 * sum(map(E.sweep_branches, scales))
 
 
-def test_anagram_without_labels_averages_the_two_views(tiny_unconditional_unet, linear_alphas_cumprod):
-    fn, x = E.anagram_epsilon_fn(tiny_unconditional_unet, None), noise(3, 4)
-    with torch.inference_mode(), counting(tiny_unconditional_unet) as n:
+def test_anagram_without_labels_averages_the_two_views(unet, alphas_cumprod):
+    fn, x = E.anagram_epsilon_fn(unet, None), noise(3, 4)
+    with torch.inference_mode(), counting(unet) as n:
         eps = fn(x, 500, torch.arange(3))
         t = torch.full((3,), 500)
-        upright = F.unet_forward(tiny_unconditional_unet, x, t)
-        turned = E.rot180(F.unet_forward(tiny_unconditional_unet, E.rot180(x), t))
+        upright = F.unet_forward(unet, x, t)
+        turned = E.rot180(F.unet_forward(unet, E.rot180(x), t))
     assert n[0] == 2 * 3 + 2 * 3  # the anagram's two views in one call, then the two reference calls
     assert_close(eps, (upright + turned) / 2, atol=1e-5, rtol=1e-5)
 
