@@ -850,20 +850,26 @@ def _square(ax, lim):
     ax.set_yticks([])
 
 
-def plot_point_clouds(clouds, titles, lim=2.5, size=2.6, suptitle=None):
-    """One panel per (N, 2) point cloud, e.g. the data noised to several t (the forward process)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(clouds), figsize=(size * len(clouds), size + 0.3), squeeze=False)
-    for ax, points, title in zip(axes[0], clouds, titles):
-        p = points.detach().cpu().numpy()
-        ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.4, color="C0", linewidths=0)
+def _finish_planes(fig, axes, titles, lim, suptitle):
+    """The 2-D panels' common end: each panel square in [-lim, lim]^2 with its title, the figure's title."""
+    for ax, title in zip(axes, titles):
         _square(ax, lim)
         ax.set_title(title, fontsize=10)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def plot_point_clouds(clouds, titles, lim=2.5, size=2.6, suptitle=None):
+    """One panel per (N, 2) point cloud, e.g. the data noised to several t (the forward process)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(clouds), figsize=(size * len(clouds), size + 0.3), squeeze=False)
+    for ax, points in zip(axes[0], clouds):
+        p = points.detach().cpu().numpy()
+        ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.4, color="C0", linewidths=0)
+    return _finish_planes(fig, axes[0], titles, lim, suptitle)
 
 
 def plot_score_fields(points, fields, titles, data=None, exact=None, lim=2.0, size=3.0, suptitle=None):
@@ -878,7 +884,7 @@ def plot_score_fields(points, fields, titles, data=None, exact=None, lim=2.0, si
     fig, axes = plt.subplots(1, len(fields), figsize=(size * len(fields), size + 0.3), squeeze=False)
     p = points.detach().cpu().numpy()
     spacing = 2 * lim / max(1, round(len(p) ** 0.5) - 1)
-    for i, (ax, field, title) in enumerate(zip(axes[0], fields, titles)):
+    for i, (ax, field) in enumerate(zip(axes[0], fields)):
         if data is not None:
             d = data.detach().cpu().numpy()
             ax.scatter(d[:, 0], d[:, 1], s=1, color="0.75", linewidths=0)
@@ -892,12 +898,7 @@ def plot_score_fields(points, fields, titles, data=None, exact=None, lim=2.0, si
             ax.quiver(p[:, 0], p[:, 1], e[:, 0] / el, e[:, 1] / el, color="k", angles="xy", scale_units="xy",
                       scale=1.3 / spacing, width=0.0025)
         fig.colorbar(arrows, ax=ax, fraction=0.046, pad=0.03, label=r"$\log_{10} |\nabla \log p_t|$")
-        _square(ax, lim)
-        ax.set_title(title, fontsize=10)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
-    return fig
+    return _finish_planes(fig, axes[0], titles, lim, suptitle)
 
 
 def plot_trajectories(paths, titles, data=None, lim=2.5, size=3.6, count=12, suptitle=None):
@@ -908,7 +909,7 @@ def plot_trajectories(paths, titles, data=None, lim=2.5, size=3.6, count=12, sup
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(paths), figsize=(size * len(paths), size + 0.3), squeeze=False)
-    for ax, path, title in zip(axes[0], paths, titles):
+    for ax, path in zip(axes[0], paths):
         path = path.detach().cpu().numpy()
         if data is not None:
             d = data.detach().cpu().numpy()
@@ -918,12 +919,7 @@ def plot_trajectories(paths, titles, data=None, lim=2.5, size=3.6, count=12, sup
             ax.plot(path[:, b, 0], path[:, b, 1], lw=0.8, color=f"C{b % 10}", alpha=0.9)
             ax.scatter(path[0, b, 0], path[0, b, 1], s=18, facecolors="none", edgecolors=f"C{b % 10}")
             ax.scatter(path[-1, b, 0], path[-1, b, 1], s=14, color=f"C{b % 10}")
-        _square(ax, lim)
-        ax.set_title(title, fontsize=10)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
-    return fig
+    return _finish_planes(fig, axes[0], titles, lim, suptitle)
 
 
 QUALITY_PANELS = (("fd", "Fréchet distance (lower is better)"), ("accuracy", "accuracy (the digit asked for)"),
