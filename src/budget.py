@@ -26,6 +26,8 @@ from contextlib import contextmanager
 
 import torch
 
+from src import functions as F
+
 SMOKE_MINUTES = 2.0  # smoke mode (CI, COURSE_FAST=1) never plans for more than this
 UNET_SHARE = 0.9  # of the budget, for UNet calls: the rest is the timing call, figures and Python (measured at
                   # 256 px: 10-25 s of a 2-minute smoke run)
@@ -40,12 +42,12 @@ def seconds_per_image(unet):
     p = next(unet.parameters())
     cfg = unet.config
     size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
-    labelled = getattr(cfg, "num_class_embeds", None) is not None
+    null = F.null_label_of(unet)  # a class-conditional UNet is timed with its "no class" label, as CFG calls it
 
     def call(batch):
         x = torch.zeros(batch, cfg.in_channels, size, size, device=p.device, dtype=p.dtype)
         t = torch.full((batch,), 500, device=p.device, dtype=torch.long)
-        labels = torch.zeros(batch, device=p.device, dtype=torch.long) if labelled else None
+        labels = None if null is None else torch.full((batch,), null, device=p.device, dtype=torch.long)
         if p.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
