@@ -46,27 +46,27 @@ def test_sweep_lists_at_the_least_still_reuse_section_3_and_reach_s_1():
     assert got["step_counts"] == [1, 2]  # the sweep's own S once, the reference above it
 
 
-def test_one_seed_mix_sweep_takes_its_s_1_pair_as_the_unrelated_one(tiny_unconditional_unet, linear_alphas_cumprod):
+def test_one_seed_mix_sweep_takes_its_s_1_pair_as_the_unrelated_one(unet, alphas_cumprod):
     g = torch.Generator().manual_seed(0)
     n1, z = torch.randn(1, 1, 8, 8, generator=g), torch.randn(1, 1, 8, 8, generator=g)
-    r = E.mix_sweep(tiny_unconditional_unet, linear_alphas_cumprod, n1, [0.1, 1.0], 2, other=z, progress=False)
+    r = E.mix_sweep(unet, alphas_cumprod, n1, [0.1, 1.0], 2, other=z, progress=False)
     assert float(r["unrelated_output"]) == float(r["output_distance"][-1, 0]) > 0
     assert float(r["unrelated_input"]) == pytest.approx(float((n1 - z).norm()), rel=1e-5)
-    two = E.mix_sweep(tiny_unconditional_unet, linear_alphas_cumprod, torch.cat([n1, z]), [0.1, 1.0], 2,
+    two = E.mix_sweep(unet, alphas_cumprod, torch.cat([n1, z]), [0.1, 1.0], 2,
                       other=torch.cat([z, n1]), progress=False)
     assert float(two["unrelated_output"]) != float(two["output_distance"][-1, 0])  # two seeds: pairs across seeds
-    no_end = E.mix_sweep(tiny_unconditional_unet, linear_alphas_cumprod, n1, [0.1, 0.5], 2, other=z, progress=False)
+    no_end = E.mix_sweep(unet, alphas_cumprod, n1, [0.1, 0.5], 2, other=z, progress=False)
     assert math.isnan(float(no_end["unrelated_output"]))  # no s = 1: no unrelated pair to take
 
 
-def test_one_seed_reports_and_figures_warn_nothing(tiny_unconditional_unet, linear_alphas_cumprod):
+def test_one_seed_reports_and_figures_warn_nothing(unet, alphas_cumprod):
     g = torch.Generator().manual_seed(1)
     n1 = torch.randn(1, 1, 8, 8, generator=g)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch's "degrees of freedom <= 0" for a std over one seed
-        pvg = E.patch_vs_global(tiny_unconditional_unet, linear_alphas_cumprod, n1, [2], 2, generator=g,
+        pvg = E.patch_vs_global(unet, alphas_cumprod, n1, [2], 2, generator=g,
                                 progress=False, positions=("centre", "corner"))
         assert "+-  0.00" in E.patch_table(pvg)
-        steps = E.step_count_distances(tiny_unconditional_unet, linear_alphas_cumprod, n1, [1, 2], progress=False)
+        steps = E.step_count_distances(unet, alphas_cumprod, n1, [1, 2], progress=False)
         fig = figures.plot_step_counts(steps, 3.0)
     matplotlib.pyplot.close(fig)
