@@ -14,7 +14,8 @@ A trace records the UNet as it was when traced. So each UNet's traces are keyed 
     next call traces the new UNet. The tree is compared object by object on every call (about 30 us for
     the course's model), and the snapshot holds the objects, so an id can never be reused by a new one.
 No trace is used where it would skip something: gradients (training), a UNet in train mode, forward hooks
-(hooks added later too: the hook dicts are watched), or a GPU.
+(hooks added later too: the hook dicts are watched), or a GPU; nor where it cannot pay: images of 128x128 and
+more, where a call takes seconds, the trace saves milliseconds, and recording it costs more than a call.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class _Traces:
 _TRACES = weakref.WeakKeyDictionary()  # unet -> _Traces
 
 
-ONE_AT_A_TIME_PIXELS = 128 * 128  # images this large go through the UNet one by one on a CPU
+ONE_AT_A_TIME_PIXELS = 128 * 128  # images this large go through the UNet one by one on a CPU, untraced
 
 
 def one_at_a_time(x_t):
@@ -84,6 +85,8 @@ def traced_call(unet, inputs):
     """The trace to run on these inputs (x_t, t[, class_labels]), or None where the plain call must run."""
     x_t = inputs[0]
     if x_t.device.type != "cpu" or torch.is_grad_enabled() or unet.training:
+        return None
+    if x_t.shape[-1] * x_t.shape[-2] >= ONE_AT_A_TIME_PIXELS:  # see the module docstring: it cannot pay here
         return None
     traces = _TRACES.get(unet)
     if traces is None or not traces.still_matches(unet):

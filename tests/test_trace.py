@@ -172,3 +172,18 @@ def test_large_images_go_through_the_unet_one_at_a_time_with_the_same_result():
     assert small.shape == (3, 1, 28, 28)
     assert torch.allclose(split, batched, atol=1e-5, rtol=1e-5)
     assert not torch.equal(split[0], split[1]), "each image with its own t"
+
+
+def test_large_images_are_not_traced():
+    """At 128x128 and more a call takes seconds and recording a trace costs more than one: plain calls only."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=128, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(4, 8),
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+    x, t = torch.randn(1, 1, 128, 128, generator=torch.Generator().manual_seed(1)), torch.tensor([500])
+    with torch.inference_mode():
+        assert torch.equal(F.unet_forward(unet, x, t), unet(x, t).sample)
+        F.unet_forward(unet, x[:, :, :64, :64], t)  # 64 px: traced
+    assert [shape for shape, *_ in trace._TRACES[unet].by_signature] == [(1, 64, 64)]  # the 128-px call made none
