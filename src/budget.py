@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import torch
 
 from src import functions as F
+from src.course import use_all_cores
 
 SMOKE_MINUTES = 2.0  # smoke mode (CI, COURSE_FAST=1) never plans for more than this
 UNET_SHARE = 0.9  # of the budget, for UNet calls: the rest is the timing call, figures and Python (measured at
@@ -82,10 +83,12 @@ def fit(model, cfg, calls, full, smoke, least, per_image=None):
     minutes = min(cfg["budget_minutes"], SMOKE_MINUTES) if cfg["fast"] else cfg["budget_minutes"]
     budget_seconds = 60 * minutes
     unet_seconds = UNET_SHARE * budget_seconds
+    cores = use_all_cores(model)  # before the timing, which is then of the threads the notebook runs on
     per_image = seconds_per_image(model.unet) if per_image is None else per_image
     device = next(model.unet.parameters()).device.type
     need = calls(counts)
-    head = f"One UNet call takes {_duration(per_image)} per image on the {device}: "
+    on = f"all {torch.get_num_threads()} CPU cores (a model this large gains from them)" if cores else f"the {device}"
+    head = f"One UNet call takes {_duration(per_image)} per image on {on}: "
     mode = "smoke-mode" if cfg["fast"] else "full"
     allowed = (f"the {_duration(unet_seconds)} of UNet time a {_duration(budget_seconds)} budget allows "
                f"(`budget_minutes`)")

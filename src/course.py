@@ -20,6 +20,7 @@ from src.classifier import classify, load_classifier  # noqa: F401 - re-exported
 from src.config import CourseError, is_fast, load_config  # noqa: F401 - re-exported
 from src.mnist import NUM_CLASSES, load_mnist  # noqa: F401 - re-exported
 from src.models import CourseModel, load_model  # noqa: F401 - re-exported
+from src.trace import LARGE_IMAGE_PIXELS
 
 
 # --- notebooks -----------------------------------------------------------------------------------
@@ -39,13 +40,18 @@ def _one_sentence(shell, etype, value, tb, tb_offset=None):
     return stb
 
 
+_chose_threads = False  # True once setup_notebook picked the thread count itself (use_all_cores may raise it)
+
+
 def setup_notebook(threads=None):
     """Once per notebook: CPU threads, quiet diffusers bars, and course errors shown as one sentence."""
+    global _chose_threads
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()
     if threads is None and "OMP_NUM_THREADS" not in os.environ:
         threads = max(1, (os.cpu_count() or 2) - 1)  # leave a core for Jupyter; all cores spin-wait badly
+        _chose_threads = True
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -55,6 +61,27 @@ def setup_notebook(threads=None):
     ip = get_ipython()
     if ip is not None:
         ip.set_custom_exc((CourseError,), _one_sentence)
+
+
+def use_all_cores(model):
+    """Every CPU core for a model of large images (128x128 and more), where setup_notebook chose the threads.
+
+    setup_notebook leaves a core free because a small model's operations are short, and torch's threads
+    spin-wait for each other between them: with the other core busy, a tiny UNet ran 26x slower on 2 threads
+    than on 1 (shared/ECOSYSTEM.md). A 256-px UNet's operations are long. Measured with the architecture of
+    google/ddpm-celebahq-256 on this 2-core CPU, one call: 4.3-4.7 s on 1 thread, 2.5-2.6 s on 2; with the
+    other core busy, 4.7-5.1 s on 1 and 5.2-6.2 s on 2. So it gains 1.75x when the laptop is idle and loses
+    1.2x when it is not. A thread count set by OMP_NUM_THREADS or by the caller is left as it is.
+    Returns True where the model runs on every core for this reason.
+    """
+    cores = os.cpu_count() or 1
+    unet = model.unet
+    size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
+    if not _chose_threads or next(unet.parameters()).device.type != "cpu" or size * size < LARGE_IMAGE_PIXELS:
+        return False
+    if torch.get_num_threads() < cores:
+        torch.set_num_threads(cores)
+    return True
 
 
 def describe(cfg, keys):

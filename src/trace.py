@@ -67,7 +67,8 @@ class _Traces:
 _TRACES = weakref.WeakKeyDictionary()  # unet -> _Traces
 
 
-ONE_AT_A_TIME_PIXELS = 128 * 128  # images this large go through the UNet one by one on a CPU, untraced
+LARGE_IMAGE_PIXELS = 128 * 128  # images this large go through the UNet one by one on a CPU, untraced (and
+                                # src/course.py use_all_cores gives their notebooks every core)
 
 
 def one_at_a_time(x_t):
@@ -78,7 +79,7 @@ def one_at_a_time(x_t):
     the other way round (batching is what makes the bundled model fast), so small images are never split.
     """
     return (x_t.device.type == "cpu" and x_t.shape[0] > 1 and not torch.is_grad_enabled()
-            and x_t.shape[-1] * x_t.shape[-2] >= ONE_AT_A_TIME_PIXELS)
+            and x_t.shape[-1] * x_t.shape[-2] >= LARGE_IMAGE_PIXELS)
 
 
 def traced_call(unet, inputs):
@@ -86,7 +87,7 @@ def traced_call(unet, inputs):
     x_t = inputs[0]
     if x_t.device.type != "cpu" or torch.is_grad_enabled() or unet.training:
         return None
-    if x_t.shape[-1] * x_t.shape[-2] >= ONE_AT_A_TIME_PIXELS:  # see the module docstring: it cannot pay here
+    if x_t.shape[-1] * x_t.shape[-2] >= LARGE_IMAGE_PIXELS:  # see the module docstring: it cannot pay here
         return None
     traces = _TRACES.get(unet)
     if traces is None or not traces.still_matches(unet):

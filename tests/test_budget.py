@@ -96,3 +96,43 @@ def test_counts_already_at_their_least_are_kept_and_said_so(model, capsys):
     assert budget.fit(model, cfg(budget_minutes=0.05), calls, LEAST, LEAST, LEAST, per_image=4.4) == LEAST
     out = capsys.readouterr().out
     assert "the least this notebook can draw with, so they are kept" in out and "Scaled down to" not in out, out
+
+
+USE_ALL_CORES = """
+import os, sys, types
+import torch
+from diffusers import UNet2DModel
+from src import budget
+from src.course import setup_notebook, use_all_cores
+tiny = dict(in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(4, 8), norm_num_groups=4,
+            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+small, large = (types.SimpleNamespace(unet=UNet2DModel(sample_size=s, **tiny).eval()) for s in (32, 128))
+if sys.argv[1] == "set":
+    setup_notebook(threads=1)  # the caller's count is kept
+else:
+    setup_notebook()
+print(torch.get_num_threads(), use_all_cores(small), torch.get_num_threads(), use_all_cores(large), torch.get_num_threads())
+cfg = {"fast": True, "budget_minutes": 10, "full_settings": False}
+budget.fit(large, cfg, lambda v: v["n"], {"n": 2}, {"n": 2}, {"n": 1}, per_image=1.0)
+"""
+
+
+@pytest.mark.skipif((__import__("os").cpu_count() or 1) < 2, reason="one core: nothing to raise")
+@pytest.mark.parametrize("threads", ["default", "set"])
+def test_a_model_of_large_images_gets_every_core_where_the_notebook_chose_the_threads(threads):
+    import os
+    import subprocess
+    import sys
+
+    from src.files import repo_path
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # as in a student's Jupyter
+    out = subprocess.run([sys.executable, "-c", USE_ALL_CORES, threads], cwd=repo_path(), env=env,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    cores, first = os.cpu_count(), out.splitlines()[0].split()
+    if threads == "default":  # setup_notebook left a core free; the 32-px model keeps that, the 128-px one gets all
+        assert first == [str(cores - 1), "False", str(cores - 1), "True", str(cores)], out
+        assert f"on all {cores} CPU cores" in out, out
+    else:
+        assert first == ["1", "False", "1", "False", "1"], out
+        assert "CPU cores" not in out, out
