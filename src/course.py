@@ -17,9 +17,9 @@ import sys
 import torch
 
 from src.classifier import classify, load_classifier  # noqa: F401 - re-exported for notebooks 04-06
-from src.config import CourseError, is_fast, load_config  # noqa: F401 - re-exported
+from src.config import BUNDLED_MODEL, CourseError, is_fast, load_config  # noqa: F401 - re-exported
 from src.mnist import NUM_CLASSES, load_mnist  # noqa: F401 - re-exported
-from src.models import CourseModel, load_model  # noqa: F401 - re-exported
+from src.models import CourseModel, is_bundled, load_model  # noqa: F401 - re-exported
 from src.trace import LARGE_IMAGE_PIXELS
 
 
@@ -82,6 +82,21 @@ def use_all_cores(model):
     if torch.get_num_threads() < cores:
         torch.set_num_threads(cores)
     return True
+
+
+def note_on_text(model):
+    """After load_model: on any model but the bundled one, one sentence on whose the text's digits and numbers are.
+
+    A notebook's markdown cannot change with the model: it was written for, and its numbers measured on, the
+    course's digit model. The cells' output follows the model (figures, printed results, the claims' checks), and
+    the sections that need digits or class labels say so when they run.
+    """
+    if is_bundled(model.name):
+        return
+    print(f"Model {model.name}: the text between the cells was written for the course's digit model "
+          f"({BUNDLED_MODEL}), so where it speaks of digits or quotes a number, that is the digit model's; the "
+          f"figures and printed results below are {model.name}'s, and each section that needs digits or class "
+          f"labels says so when it runs.")
 
 
 def describe(cfg, keys):

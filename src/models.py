@@ -55,6 +55,12 @@ def _is_bundled(folder):
     return Path(folder).resolve() == repo_path(BUNDLED_MODEL).resolve()
 
 
+def is_bundled(name):
+    """True when the `model` name (a folder or a hub id) is the course's own digit model, models/mnist-ddpm."""
+    kind, where = resolve_model(name)
+    return kind == "local" and _is_bundled(where)
+
+
 def _hint(folder):
     """What to do when a local model folder is unusable: switch to the course's model, or restore it."""
     return RESTORE_HINT if _is_bundled(folder) else SWITCH_HINT

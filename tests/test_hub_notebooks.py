@@ -78,6 +78,8 @@ def test_notebook_runs_on_a_hub_model_within_its_estimate(path, repo_id, hf_home
         assert path.name.startswith("06"), f"{path.name} must plan its UNet calls with budget.fit"
         return
     assert "One UNet call takes" in text, "the estimate is printed before the slow work"
+    assert f"Model {repo_id}: the text between the cells was written for the course's digit model" in text, (
+        "the notebook says whose digits and numbers its markdown speaks of")
     counted, estimated = map(int, re.search(r"COUNTED (\d+) (\d+)", text).groups())
     assert 0.75 * counted <= estimated <= 1.25 * counted + 4, (
         f"{path.name} on {repo_id}: estimated {estimated} UNet image calls, counted {counted}")

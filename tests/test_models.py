@@ -303,3 +303,20 @@ def test_hub_id_path_offline_and_unreachable_in_a_fresh_process(tmp_path):
     assert float(seconds) < 20, "an unreachable hub must fail fast"
     assert "Cannot reach the Hugging Face hub to fetch 'google/ddpm-cat-256'" in message and SWITCH in message
     assert lines["FALLBACK"].startswith("8 [") and "using the copy of 'google/ddpm-celebahq-256'" in lines["FALLBACK"]
+
+
+def test_a_notebook_on_another_model_says_whose_digits_its_text_speaks_of(tmp_path, capsys):
+    """course.note_on_text: nothing on the bundled model (by its name or its folder's path), one sentence otherwise."""
+    from types import SimpleNamespace
+
+    from src.config import BUNDLED_MODEL
+    from src.course import is_bundled, note_on_text
+    from src.files import repo_path
+
+    assert is_bundled(BUNDLED_MODEL) and is_bundled(str(repo_path(BUNDLED_MODEL)))
+    assert not is_bundled("google/ddpm-celebahq-256") and not is_bundled(str(tmp_path))
+    note_on_text(SimpleNamespace(name=BUNDLED_MODEL))
+    assert capsys.readouterr().out == ""
+    note_on_text(SimpleNamespace(name="google/ddpm-celebahq-256"))
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "google/ddpm-celebahq-256's" in out and BUNDLED_MODEL in out, out
