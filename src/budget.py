@@ -4,7 +4,8 @@ Every notebook's parameter cell declares the counts it will spend UNet calls on,
 (what the text's claims are measured with), the smoke settings (COURSE_FAST=1) and the least that still draws
 every figure; and how many UNet calls (one image through the UNet once) those counts cost. `fit` times one UNet
 call on this model and device, prints the estimate, and, when the estimate is over `budget_minutes` (config),
-scales every count down together (never below its least) until their UNet time fits in 90 % of it:
+scales every count down together (never below its least) until their UNet time fits in 90 % of it (and leaves
+at least 20 s for the rest):
 
     plan = budget.fit(model, cfg, calls=lambda v: v["n_seeds"] * v["steps"] * 20,
                       full={"n_seeds": 8, "steps": 25}, smoke={"n_seeds": 2, "steps": 10},
@@ -30,8 +31,10 @@ from src import functions as F
 from src.course import use_all_cores
 
 SMOKE_MINUTES = 2.0  # smoke mode (CI, COURSE_FAST=1) never plans for more than this
-UNET_SHARE = 0.9  # of the budget, for UNet calls: the rest is the timing call, figures and Python (measured at
-                  # 256 px: 10-25 s of a 2-minute smoke run)
+# Of the budget, UNet calls get UNET_SHARE, and at least RESERVE_SECONDS are left for the rest: the kernel, imports,
+# the model's load, the timing call, figures and Python (measured at 256 px: 15-25 s of a run, whatever its length).
+UNET_SHARE = 0.9
+RESERVE_SECONDS = 20
 _timed = weakref.WeakKeyDictionary()  # unet -> seconds per image, measured once per UNet and process
 
 
@@ -66,6 +69,11 @@ def seconds_per_image(unet):
     return seconds
 
 
+def unet_seconds(budget_seconds):
+    """The UNet time a notebook plans for within its budget: 90 % of it, and at least RESERVE_SECONDS left over."""
+    return max(0.0, min(UNET_SHARE * budget_seconds, budget_seconds - RESERVE_SECONDS))
+
+
 def scaled(counts, least, s):
     """Every count times s (rounded), never below its least: s = 1 keeps them, s = 0 gives the least."""
     return {k: max(least[k], min(v, round(v * s))) for k, v in counts.items()}
@@ -82,7 +90,7 @@ def fit(model, cfg, calls, full, smoke, least, per_image=None):
     counts = dict(smoke if cfg["fast"] else full)
     minutes = min(cfg["budget_minutes"], SMOKE_MINUTES) if cfg["fast"] else cfg["budget_minutes"]
     budget_seconds = 60 * minutes
-    unet_seconds = UNET_SHARE * budget_seconds
+    unet_time = unet_seconds(budget_seconds)
     cores = use_all_cores(model)  # before the timing, which is then of the threads the notebook runs on
     per_image = seconds_per_image(model.unet) if per_image is None else per_image
     device = next(model.unet.parameters()).device.type
@@ -90,21 +98,21 @@ def fit(model, cfg, calls, full, smoke, least, per_image=None):
     on = f"all {torch.get_num_threads()} CPU cores (a model this large gains from them)" if cores else f"the {device}"
     head = f"One UNet call takes {_duration(per_image)} per image on {on}: "
     mode = "smoke-mode" if cfg["fast"] else "full"
-    allowed = (f"the {_duration(unet_seconds)} of UNet time a {_duration(budget_seconds)} budget allows "
+    allowed = (f"the {_duration(unet_time)} of UNet time a {_duration(budget_seconds)} budget allows "
                f"(`budget_minutes`)")
-    if need * per_image <= unet_seconds or cfg["full_settings"]:
-        why = "" if need * per_image <= unet_seconds else f", more than {allowed}, kept: full_settings is true"
+    if need * per_image <= unet_time or cfg["full_settings"]:
+        why = "" if need * per_image <= unet_time else f", more than {allowed}, kept: full_settings is true"
         print(head + f"the {mode} settings make ~{need:,} UNet calls, {_duration(need * per_image)} of UNet "
                      f"time{why}.")
         return counts
     lo, hi = 0.0, 1.0  # the largest s whose counts fit: calls() grows with every count, so bisect
     for _ in range(30):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if calls(scaled(counts, least, mid)) * per_image <= unet_seconds else (lo, mid)
+        lo, hi = (mid, hi) if calls(scaled(counts, least, mid)) * per_image <= unet_time else (lo, mid)
     plan = scaled(counts, least, lo)
     changed = ", ".join(f"{k} {plan[k]} (of {counts[k]})" for k in counts if plan[k] != counts[k])
     got = calls(plan) * per_image
-    over = "" if got <= unet_seconds else " (the least this notebook can draw with: still over the budget)"
+    over = "" if got <= unet_time else " (the least this notebook can draw with: still over the budget)"
     if not changed:  # every count is at its least already
         print(head + f"the {mode} settings make ~{need:,} UNet calls, {_duration(need * per_image)} of UNet time: "
               f"more than {allowed}, but they are the least this notebook can draw with, so they are kept.")
@@ -149,4 +157,4 @@ def is_least(plan, least):
     return all(plan[k] <= least[k] for k in least)
 
 
-__all__ = ["fit", "seconds_per_image", "scaled", "counting", "is_least", "SMOKE_MINUTES"]
+__all__ = ["fit", "seconds_per_image", "unet_seconds", "scaled", "counting", "is_least", "SMOKE_MINUTES"]

@@ -354,6 +354,7 @@ def plot_distance_ratio(result, ax=None, title=None):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(s, [f"{v:g}" for v in s], fontsize=7)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the swept s are labelled
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if v in (0.5, 2, 3, 5) else ""))
     ax.text(0.98, 0.97, "amplified", transform=ax.transAxes, ha="right", va="top", fontsize=8, color="0.3")
@@ -422,6 +423,7 @@ def plot_sensitivity(result, patch_size, seed=0):
 def plot_step_counts(result, unrelated_output=None, ax=None):
     """step_count_distances: how far the same x_T lands from its image at the largest S, against S (log axis):
     each seed a dot, the mean a line with +- 1 std shaded. unrelated_output: a dotted line for scale."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 4.4))
@@ -434,6 +436,7 @@ def plot_step_counts(result, unrelated_output=None, ax=None):
         ax.axhline(float(unrelated_output), ls=":", color="0.3", lw=1, label="unrelated images")
     ax.set_xscale("log")
     ax.set_xticks(S, [str(s) for s in S])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # within a decade it labels 2x10^1 ... beside them
     ax.set(xlabel="DDIM steps $S$ ($\\eta$ = 0)", ylim=(0, None),
            ylabel=f"$\\|x_0^{{(S)}}(n_1) - x_0^{{({S[-1]})}}(n_1)\\|$",
            title=f"the same $x_T$, S steps vs {S[-1]} steps")
@@ -731,6 +734,7 @@ def plot_accuracy_curve(minutes, accuracy, n, targets=None, live=None, title=Non
     """Accuracy of the classifier on samples against training minutes, one line per guidance scale, with
     binomial standard-error bars. accuracy: {label: [values at each minute]}; targets: {label: bar};
     live: optional (minutes, {label: value}, n) of the student's own run, drawn as stars."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -746,6 +750,7 @@ def plot_accuracy_curve(minutes, accuracy, n, targets=None, live=None, title=Non
                         capsize=3, label=f"{label}: your run (n = {live[2]})")
     ax.set_xscale("log")
     ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the measured minutes are labelled
     ax.set(xlabel="minutes of training on 2 CPU cores", ylabel="read as the digit asked for", ylim=(0, 1.05),
            title=title or f"accuracy against training time (n = {n} samples per point)")
     ax.grid(alpha=0.3)

@@ -40,10 +40,10 @@ def test_smoke_mode_starts_from_the_smoke_counts(model, capsys):
 @pytest.mark.parametrize("per_image", [0.3, 4.4])
 def test_over_the_budget_every_count_is_scaled_to_fit_and_never_below_its_least(model, capsys, per_image):
     plan = budget.fit(model, cfg(), calls, FULL, SMOKE, LEAST, per_image=per_image)
-    assert calls(plan) * per_image <= budget.UNET_SHARE * 600, "UNet time within 90 % of the 10-minute budget"
+    assert calls(plan) * per_image <= budget.unet_seconds(600), "UNet time within 90 % of the 10-minute budget"
     assert all(LEAST[k] <= plan[k] <= FULL[k] for k in FULL) and plan != FULL
     bigger = {k: min(FULL[k], plan[k] + 2) for k in plan}
-    assert calls(bigger) * per_image > budget.UNET_SHARE * 600 or bigger == plan, "not scaled further than needed"
+    assert calls(bigger) * per_image > budget.unet_seconds(600) or bigger == plan, "not scaled further than needed"
     out = capsys.readouterr().out
     assert "more than the 9.0 min of UNet time a 10.0 min budget allows (`budget_minutes`)" in out and "full_settings: true" in out, out
     assert out.count("\n") == 1, "one line"
@@ -62,7 +62,7 @@ def test_full_settings_keep_the_counts_whatever_they_cost(model, capsys):
 
 def test_smoke_mode_caps_the_budget(model, capsys):
     plan = budget.fit(model, cfg(fast=True, budget_minutes=60), calls, FULL, SMOKE, LEAST, per_image=0.5)
-    assert calls(plan) * 0.5 <= budget.UNET_SHARE * 60 * budget.SMOKE_MINUTES < calls(SMOKE) * 0.5
+    assert calls(plan) * 0.5 <= budget.unet_seconds(60 * budget.SMOKE_MINUTES) < calls(SMOKE) * 0.5
 
 
 def test_the_timing_is_measured_once_per_unet(model):
@@ -136,3 +136,9 @@ def test_a_model_of_large_images_gets_every_core_where_the_notebook_chose_the_th
     else:
         assert first == ["1", "False", "1", "False", "1"], out
         assert "CPU cores" not in out, out
+
+
+def test_the_unet_time_leaves_room_for_the_rest_of_a_short_run():
+    assert budget.unet_seconds(600) == pytest.approx(540)  # 90 %
+    assert budget.unet_seconds(120) == pytest.approx(100)  # smoke mode: 20 s for kernel, imports and figures
+    assert budget.unet_seconds(3) == 0  # nothing left: every count at its least
