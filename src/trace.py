@@ -75,7 +75,8 @@ def one_at_a_time(x_t):
     """True where a batch runs faster split into single images: large images on a CPU, without gradients.
 
     Measured here (google/ddpm-celebahq-256's architecture, 1 thread): batch 1 4.7 s, batch 4 5.3 s per image,
-    and in the notebooks' batches of 9-10 about 7 s per image; four single calls 4.8 s per image. A 28-px batch is
+    and in the notebooks' batches of 9-10 about 7 s per image; four single calls 4.8 s per image. On 2 threads
+    (what a notebook gives such a model, src/course.py use_all_cores): batch 4 4.1-4.5 s, single calls 2.4-2.5 s. A 28-px batch is
     the other way round (batching is what makes the bundled model fast), so small images are never split.
     """
     return (x_t.device.type == "cpu" and x_t.shape[0] > 1 and not torch.is_grad_enabled()
