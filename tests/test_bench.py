@@ -120,3 +120,18 @@ def test_paired_ratio_cancels_drift_between_repeats():
     times["course"][0] = 1.1  # one repeat where only the course was lucky: the medians now say 1.1 / 2.0
     assert paired_ratio(times, "course", "reference") == pytest.approx(1.1)
     assert median(times["course"]) / median(times["reference"]) == pytest.approx(0.55)
+
+
+def test_the_gpu_script_runs_end_to_end_on_a_cpu(tmp_path):
+    """bench/gpu.py is for a session lent a GPU, with minutes of device time: its --quick path runs here, so the
+    first try there is not spent on a typo. On one device the two sides of each comparison are bit-identical."""
+    import re
+    import subprocess
+
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--out", str(tmp_path), "--device", "cpu",
+                    "--quick"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+    text = (tmp_path / "results_gpu.md").read_text()
+    found = re.findall(r"\| ([\d.e+-]+) \(([\d.e+-]+)\) \|", text)
+    assert len(found) == 2, text
+    assert all(float(d) == 0.0 for d, _ in found), text
+    assert (tmp_path / "gpu_sample_256.png").stat().st_size > 1000
