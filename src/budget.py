@@ -29,6 +29,7 @@ import torch
 
 from src import functions as F
 from src.course import use_all_cores
+from src.models import image_side
 
 SMOKE_MINUTES = 2.0  # smoke mode (CI, COURSE_FAST=1) never plans for more than this
 # Of the budget, UNet calls get UNET_SHARE, and at least RESERVE_SECONDS are left for the rest: the kernel, imports,
@@ -45,7 +46,7 @@ def seconds_per_image(unet):
         return _timed[unet]
     p = next(unet.parameters())
     cfg = unet.config
-    size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+    size = image_side(unet)
     null = F.null_label_of(unet)  # a class-conditional UNet is timed with its "no class" label, as CFG calls it
 
     def call(batch):

@@ -19,7 +19,7 @@ import torch
 from src.classifier import classify, load_classifier  # noqa: F401 - re-exported for notebooks 04-06
 from src.config import BUNDLED_MODEL, CourseError, is_fast, load_config  # noqa: F401 - re-exported
 from src.mnist import NUM_CLASSES, load_mnist  # noqa: F401 - re-exported
-from src.models import CourseModel, is_bundled, load_model  # noqa: F401 - re-exported
+from src.models import CourseModel, image_side, is_bundled, load_model  # noqa: F401 - re-exported
 from src.trace import LARGE_IMAGE_PIXELS
 
 
@@ -75,9 +75,8 @@ def use_all_cores(model):
     Returns True where the model runs on every core for this reason.
     """
     cores = os.cpu_count() or 1
-    unet = model.unet
-    size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
-    if not _chose_threads or next(unet.parameters()).device.type != "cpu" or size * size < LARGE_IMAGE_PIXELS:
+    size = image_side(model.unet)
+    if not _chose_threads or next(model.unet.parameters()).device.type != "cpu" or size * size < LARGE_IMAGE_PIXELS:
         return False
     if torch.get_num_threads() < cores:
         torch.set_num_threads(cores)

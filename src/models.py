@@ -51,6 +51,12 @@ def resolve_model(name):
     return "hub", name
 
 
+def image_side(unet):
+    """The side in pixels of the square images a UNet2DModel makes (its config's sample_size, an int or a pair)."""
+    size = unet.config.sample_size
+    return size if isinstance(size, int) else size[0]
+
+
 def _is_bundled(folder):
     return Path(folder).resolve() == repo_path(BUNDLED_MODEL).resolve()
 
@@ -146,7 +152,7 @@ class CourseModel:
 
     @property
     def size(self):
-        return self.unet.config.sample_size
+        return image_side(self.unet)
 
     @property
     def channels(self):

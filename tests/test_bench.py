@@ -131,7 +131,7 @@ def test_the_gpu_script_runs_end_to_end_on_a_cpu(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--out", str(tmp_path), "--device", "cpu",
                     "--quick"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
     text = (tmp_path / "results_gpu.md").read_text()
-    found = re.findall(r"\| ([\d.e+-]+) \(([\d.e+-]+)\) \|", text)
+    found = re.findall(r"\| ([\d.e+-]+) \((yes|no)\) \|", text)
     assert len(found) == 2, text
-    assert all(float(d) == 0.0 for d, _ in found), text
+    assert all(float(d) == 0.0 and ok == "yes" for d, ok in found), text
     assert (tmp_path / "gpu_sample_256.png").stat().st_size > 1000
